@@ -1,0 +1,123 @@
+"""Conversations, their turns, each seat's answer and share links. The database is the source of truth."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class Conversation(models.Model):
+    class Source(models.TextChoices):
+        WEB = "web", "Chatroom"
+        API = "api", "API"
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
+    )
+    title = models.CharField(max_length=200, blank=True)
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.WEB)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at", "-pk"]
+        indexes = [models.Index(fields=["owner", "-updated_at"])]
+
+    def __str__(self) -> str:
+        return self.title or f"Conversation {self.pk}"
+
+
+class Turn(models.Model):
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+        INTERRUPTED = "interrupted"
+
+    class Phase(models.TextChoices):
+        PANEL = "panel"
+        ANALYSIS = "analysis"
+        WRITING = "writing"
+        FINISHED = "finished"
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="turns")
+    position = models.PositiveIntegerField()
+    prompt = models.TextField()
+    panel = models.ForeignKey(
+        "panels.Panel", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Frozen copy of the panel as it ran (Panel.snapshot()).
+    panel_snapshot = models.JSONField(default=dict)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.RUNNING)
+    phase = models.CharField(max_length=12, choices=Phase.choices, default=Phase.PANEL)
+    # The validated analysis (Analysis.model_dump()) or None on the degraded path.
+    analysis = models.JSONField(null=True, blank=True)
+    analysis_raw = models.TextField(blank=True)
+    # Set on the degraded path: one of the brief's judge_* reasons, plus a detail line.
+    analysis_error = models.CharField(max_length=40, blank=True)
+    analysis_error_detail = models.TextField(blank=True)
+    final_text = models.TextField(blank=True)
+    failure_reason = models.CharField(max_length=40, blank=True)
+    error_message = models.TextField(blank=True)
+    # Totals.model_dump(): per-step usage and timings, summed usage, duration.
+    totals = models.JSONField(default=dict, blank=True)
+    cost = models.FloatField(null=True, blank=True)
+    # Which server process runs it and when it last showed life: a running turn whose heartbeat is stale
+    # belongs to a process that died, and is marked interrupted.
+    worker = models.CharField(max_length=64, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["conversation_id", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["conversation", "position"], name="turn_unique_position"),
+        ]
+        indexes = [models.Index(fields=["status", "heartbeat_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.conversation_id}/{self.position} {self.status}"
+
+
+class PanelAnswer(models.Model):
+    class Status(models.TextChoices):
+        WAITING = "waiting"
+        STREAMING = "streaming"
+        DONE = "done"
+        FAILED = "failed"
+        MISSING = "missing"
+        CANCELLED = "cancelled"
+
+    turn = models.ForeignKey(Turn, on_delete=models.CASCADE, related_name="answers")
+    seat = models.PositiveSmallIntegerField()
+    model_id = models.CharField(max_length=200)
+    content = models.TextField(blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.WAITING)
+    error = models.TextField(blank=True)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    cost = models.FloatField(null=True, blank=True)
+    ttft_ms = models.FloatField(null=True, blank=True)
+    duration_ms = models.FloatField(null=True, blank=True)
+    sources = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["turn_id", "seat"]
+        constraints = [models.UniqueConstraint(fields=["turn", "seat"], name="panelanswer_unique_seat")]
+
+    def __str__(self) -> str:
+        return f"{self.turn_id}#{self.seat} {self.model_id}"
+
+
+class ShareLink(models.Model):
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="share_links")
+    # sha256 of the token; the token itself is shown to the owner once and never stored.
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"share {self.conversation_id} {'revoked' if self.revoked_at else 'active'}"

@@ -1,0 +1,244 @@
+"""The engine's contract: a ``FusionRequest`` in, a stream of ``FusionEvent`` out.
+
+Plain pydantic, no Django. Every event carries ``type`` so a recorder, a WebSocket or an API stream can
+dispatch on it; text deltas carry the ``offset`` at which they apply so a listener can tell a gap from a
+duplicate.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from apps.providers.base import Usage
+
+MAX_SEATS = 8
+MAX_PROMPT_CHARS = 32_000
+
+
+class SeatSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seat: int = Field(ge=1, le=MAX_SEATS)
+    model: str = Field(min_length=1, max_length=200)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    system_prompt: str | None = Field(default=None, max_length=8000)
+
+
+class PriorTurn(BaseModel):
+    prompt: str
+    answer: str
+
+
+class FusionOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Seconds after the panel starts at which the judge starts with whatever is done.
+    deadline_s: float | None = Field(default=None, gt=0, le=3600)
+    # Start the judge once this many seats are done (None: wait for every seat).
+    quorum: int | None = Field(default=None, ge=1, le=MAX_SEATS)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_completion_tokens: int = Field(default=16_000, ge=1, le=200_000)
+    max_tool_calls: int = Field(default=4, ge=1, le=16)
+
+
+class FusionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
+    history: list[PriorTurn] = Field(default_factory=list)
+    seats: list[SeatSpec] = Field(min_length=1, max_length=MAX_SEATS)
+    judge: str = Field(min_length=1)
+    writer: str = Field(min_length=1)
+    options: FusionOptions = Field(default_factory=FusionOptions)
+
+
+# --- The judge's analysis (the brief's object; all five arrays required, possibly empty) ----------------
+
+
+class Stance(BaseModel):
+    model: str
+    stance: str
+
+
+class Contradiction(BaseModel):
+    topic: str
+    stances: list[Stance]
+
+
+class PartialCoverage(BaseModel):
+    models: list[str]
+    point: str
+
+
+class UniqueInsight(BaseModel):
+    model: str
+    insight: str
+
+
+class Analysis(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    consensus: list[str]
+    contradictions: list[Contradiction]
+    partial_coverage: list[PartialCoverage]
+    unique_insights: list[UniqueInsight]
+    blind_spots: list[str]
+
+
+# --- Measurements --------------------------------------------------------------------------------------
+
+
+class Timings(BaseModel):
+    ttft_ms: float | None = None
+    duration_ms: float | None = None
+
+
+class StepStats(BaseModel):
+    """One model call's figures: a seat, the judge (with its repair attempt) or the writer."""
+
+    role: Literal["seat", "judge", "writer"]
+    seat: int | None = None
+    model: str
+    status: Literal["done", "failed", "missing", "cancelled"]
+    usage: Usage = Field(default_factory=Usage)
+    timings: Timings = Field(default_factory=Timings)
+
+
+class Totals(BaseModel):
+    steps: list[StepStats] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage)
+    duration_ms: float = 0.0
+
+
+# --- Events --------------------------------------------------------------------------------------------
+
+
+class RunStarted(BaseModel):
+    type: Literal["run.started"] = "run.started"
+    seats: list[SeatSpec]
+    judge: str
+    writer: str
+
+
+class SeatStarted(BaseModel):
+    type: Literal["seat.started"] = "seat.started"
+    seat: int
+    model: str
+
+
+class SeatDelta(BaseModel):
+    type: Literal["seat.delta"] = "seat.delta"
+    seat: int
+    text: str
+    offset: int  # characters of this seat's answer before this delta
+
+
+class SeatReasoningDelta(BaseModel):
+    type: Literal["seat.reasoning"] = "seat.reasoning"
+    seat: int
+    text: str
+
+
+class SeatDone(BaseModel):
+    type: Literal["seat.done"] = "seat.done"
+    seat: int
+    model: str
+    content: str
+    usage: Usage
+    timings: Timings
+
+
+class SeatFailed(BaseModel):
+    type: Literal["seat.failed"] = "seat.failed"
+    seat: int
+    model: str
+    # "missing": the judge started (quorum or deadline) before this seat finished.
+    reason: Literal["error", "missing"]
+    error: str
+    status_code: int | None = None
+    partial_text: str = ""
+    usage: Usage = Field(default_factory=Usage)
+    timings: Timings = Field(default_factory=Timings)
+
+
+class AnalysisStarted(BaseModel):
+    type: Literal["analysis.started"] = "analysis.started"
+    model: str
+
+
+class AnalysisDone(BaseModel):
+    type: Literal["analysis.done"] = "analysis.done"
+    analysis: Analysis
+    raw: str
+    usage: Usage
+    timings: Timings
+
+
+class AnalysisFailed(BaseModel):
+    """The degraded path: the writer works from the raw answers; ``reason`` is one of the brief's codes."""
+
+    type: Literal["analysis.failed"] = "analysis.failed"
+    reason: Literal[
+        "judge_not_valid_json", "judge_schema_mismatch", "judge_upstream_error", "judge_empty_completion"
+    ]
+    detail: str
+    raw: str = ""
+    usage: Usage = Field(default_factory=Usage)
+    timings: Timings = Field(default_factory=Timings)
+
+
+class FinalStarted(BaseModel):
+    type: Literal["final.started"] = "final.started"
+    model: str
+
+
+class FinalDelta(BaseModel):
+    type: Literal["final.delta"] = "final.delta"
+    text: str
+    offset: int
+
+
+class FinalDone(BaseModel):
+    type: Literal["final.done"] = "final.done"
+    content: str
+    usage: Usage
+    timings: Timings
+
+
+class RunDone(BaseModel):
+    type: Literal["run.done"] = "run.done"
+    totals: Totals
+
+
+FailureReason = Literal[
+    "all_panels_failed", "writer_failed", "invalid_model", "cancelled", "unexpected_error"
+]
+
+
+class RunFailed(BaseModel):
+    type: Literal["run.failed"] = "run.failed"
+    reason: FailureReason
+    message: str
+    partial_final: str = ""
+    totals: Totals = Field(default_factory=Totals)
+
+
+FusionEvent = Annotated[
+    RunStarted
+    | SeatStarted
+    | SeatDelta
+    | SeatReasoningDelta
+    | SeatDone
+    | SeatFailed
+    | AnalysisStarted
+    | AnalysisDone
+    | AnalysisFailed
+    | FinalStarted
+    | FinalDelta
+    | FinalDone
+    | RunDone
+    | RunFailed,
+    Field(discriminator="type"),
+]

@@ -1,0 +1,158 @@
+"""The contract every model client meets: a completion request in, an async stream of typed chunks out.
+
+No Django here: clients get their configuration passed in, so the engine and the benchmarks can use them
+without settings. ``apps.providers.registry`` builds them from Django settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str | None = None
+    name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+
+
+class CompletionRequest(BaseModel):
+    """What we ask of one model: OpenAI chat-completions fields we actually use."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    messages: list[ChatMessage]
+    temperature: float | None = None
+    max_tokens: int | None = None
+    # {"type": "json_schema", "json_schema": {...}} where the model supports structured output.
+    response_format: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    reasoning_tokens: int = 0
+    cached_tokens: int = 0
+    # USD. None means unknown: never invent a price.
+    cost: float | None = None
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            total_tokens=self.total_tokens + other.total_tokens,
+            reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
+            cached_tokens=self.cached_tokens + other.cached_tokens,
+            cost=None if self.cost is None or other.cost is None else self.cost + other.cost,
+        )
+
+
+class TextDelta(BaseModel):
+    kind: Literal["text"] = "text"
+    text: str
+
+
+class ReasoningDelta(BaseModel):
+    kind: Literal["reasoning"] = "reasoning"
+    text: str
+
+
+class ToolCallDelta(BaseModel):
+    """A fragment of a streamed tool call, as OpenAI sends it: pieces of one call share ``index``."""
+
+    kind: Literal["tool_call"] = "tool_call"
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+class UsageReport(BaseModel):
+    kind: Literal["usage"] = "usage"
+    usage: Usage
+
+
+class Finish(BaseModel):
+    kind: Literal["finish"] = "finish"
+    reason: str | None = None
+    # The model that actually answered (OpenRouter may route an alias or a fallback).
+    model: str | None = None
+
+
+StreamChunk = Annotated[
+    TextDelta | ReasoningDelta | ToolCallDelta | UsageReport | Finish, Field(discriminator="kind")
+]
+
+
+class ProviderError(Exception):
+    """A model call that failed, with what a fan-out needs to record it and carry on.
+
+    ``retryable`` says whether trying again could help (408, 429, 5xx, connection errors) and is only
+    honoured before the first token. ``partial_text`` keeps what streamed before a mid-stream failure.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        code: str | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        partial_text: str = "",
+        model: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.code = code
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.partial_text = partial_text
+        self.model = model
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UnknownModelError(ProviderError):
+    """No configured provider serves this model id (or it needs a key that is not set)."""
+
+    def __init__(self, model: str, reason: str) -> None:
+        super().__init__(reason, status_code=404, code="invalid_model", model=model)
+
+
+@runtime_checkable
+class ModelClient(Protocol):
+    """One protocol's client. ``stream`` yields chunks and raises ``ProviderError`` on failure."""
+
+    #: True for the offline demo models, which the UI and the API always label as demo.
+    is_demo: bool
+
+    def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]: ...
+
+    def supports_structured_output(self, model: str) -> bool: ...
+
+
+class ModelGateway(Protocol):
+    """What the engine needs from the outside world: a client per model id, and prices."""
+
+    def client_for(self, model: str) -> ModelClient:
+        """Raise ``UnknownModelError`` when no provider serves ``model``."""
+        ...
+
+    def cost_of(self, model: str, usage: Usage) -> float | None:
+        """The provider-reported cost if any, else computed from catalog prices, else None."""
+        ...
+
+    def is_demo(self, model: str) -> bool: ...
