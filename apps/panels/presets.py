@@ -45,3 +45,28 @@ PRESETS: dict[str, PresetSpec] = {
         "openrouter_preset": "general-high",
     },
 }
+
+
+def sync_preset_rows(panel_model: Any, member_model: Any) -> None:
+    """Create or update the preset rows (owner None) to match ``PRESETS``; remove presets no longer listed.
+
+    Takes the model classes so data migrations can pass their historical models.
+    """
+    for position, (slug, spec) in enumerate(PRESETS.items()):
+        panel, _ = panel_model.objects.update_or_create(
+            owner=None,
+            slug=slug,
+            defaults={
+                "name": spec["name"],
+                "description": spec["description"],
+                "judge_model": spec["judge"],
+                "writer_model": spec["writer"],
+                "options": {**spec["options"], "order": position},
+            },
+        )
+        member_model.objects.filter(panel=panel).delete()
+        member_model.objects.bulk_create(
+            member_model(panel=panel, position=index, model_id=model)
+            for index, model in enumerate(spec["seats"], start=1)
+        )
+    panel_model.objects.filter(owner=None).exclude(slug__in=list(PRESETS)).delete()

@@ -28,4 +28,7 @@ class ModelInfo(BaseModel):
 
     @property
     def supports_structured_output(self) -> bool:
-        return "response_format" in self.supported_parameters or "structured_outputs" in self.supported_parameters
+        return (
+            "response_format" in self.supported_parameters
+            or "structured_outputs" in self.supported_parameters
+        )

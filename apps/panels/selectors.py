@@ -1,0 +1,25 @@
+"""Read-side queries for panels: what a user may see and run."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import F, Q, QuerySet
+
+from apps.panels.models import Panel
+
+
+def panel_list_for(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[Panel]:
+    """Presets first (in their defined order), then the user's own saved panels by name."""
+    visible = Q(owner__isnull=True)
+    if user.is_authenticated:
+        visible |= Q(owner=user)
+    return (
+        Panel.objects.filter(visible)
+        .prefetch_related("members")
+        .order_by(F("owner_id").asc(nulls_first=True), F("options__order").asc(nulls_last=True), "name")
+    )
+
+
+def panel_get_for(*, user: AbstractBaseUser | AnonymousUser, panel_id: int) -> Panel:
+    """A preset or one of the user's panels; ``Panel.DoesNotExist`` for anything else (someone else's)."""
+    return panel_list_for(user=user).get(pk=panel_id)
