@@ -28,7 +28,7 @@ DEMO_WRITER = "demo/writer"
 PRESETS: dict[str, PresetSpec] = {
     "demo": {
         "name": "Demo (offline)",
-        "description": "Offline demo models: no key, no network. Their answers illustrate, they are not real models.",
+        "description": "Offline demo models: no key, no network, illustrative answers.",
         "seats": DEMO_PANEL_MODELS,
         "judge": DEMO_JUDGE,
         "writer": DEMO_WRITER,
