@@ -1,0 +1,167 @@
+"""Markdown to safe HTML for model and user text.
+
+Two layers, on purpose: markdown-it-py runs with raw HTML disabled (so ``<script>`` in the source stays text),
+and its output then goes through an nh3 allow-list, so a renderer bug or a future plugin cannot let markup
+through.
+Images are never emitted: a remote image is a request the reader did not choose to make, which makes it a data
+exfiltration channel for a model that was fed secrets. Their alt text (or URL) stays as plain text instead.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import nh3
+from django.template.loader import get_template
+from django.utils.html import format_html
+from django.utils.safestring import SafeString, mark_safe
+from markdown_it import MarkdownIt
+from markdown_it.common.utils import escapeHtml, unescapeAll
+from markdown_it.renderer import RendererHTML
+from markdown_it.token import Token
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexer import Lexer
+from pygments.lexers import get_lexer_by_name
+from pygments.token import STANDARD_TYPES
+from pygments.util import ClassNotFound
+
+if TYPE_CHECKING:
+    from django.template.backends.base import _EngineTemplate
+
+# Pygments is linear but not cheap; beyond this a block is shown plain rather than stalling a reply.
+HIGHLIGHT_MAX_CHARS = 20_000
+# Deeply nested lists and quotes cost time and say nothing; markdown-it stops nesting past this depth.
+MAX_NESTING = 20
+
+_ALIGN_CLASSES = {
+    "text-align:left": "align-left",
+    "text-align:center": "align-center",
+    "text-align:right": "align-right",
+}
+_FORMATTER = HtmlFormatter(nowrap=True)
+
+_TAGS = {
+    "a", "blockquote", "br", "button", "code", "del", "div", "em", "h1", "h2", "h3", "h4", "h5", "h6", "hr",
+    "li", "ol", "p", "pre", "s", "span", "strong", "table", "tbody", "td", "th", "thead", "tr", "ul",
+}  # fmt: skip
+_CLEANER = nh3.Cleaner(
+    tags=_TAGS,
+    attributes={"a": {"href", "title"}, "ol": {"start"}},
+    # Values are pinned, not just names: these attributes can only ever carry what our renderer writes.
+    tag_attribute_values={
+        "a": {"target": {"_blank"}},
+        "button": {"type": {"button"}, "data-copy": {""}, "aria-label": {"Copy code"}},
+    },
+    allowed_classes={
+        "div": {"codeblock", "codeblock-bar"},
+        "span": {"codeblock-lang", "md-image", *(cls for cls in STANDARD_TYPES.values() if cls)},
+        "pre": {"highlight"},
+        "button": {"copy"},
+        "th": set(_ALIGN_CLASSES.values()),
+        "td": set(_ALIGN_CLASSES.values()),
+    },
+    url_schemes={"http", "https", "mailto"},
+    link_rel="noopener noreferrer nofollow",
+    strip_comments=True,
+)
+
+
+@functools.lru_cache(maxsize=128)
+def _lexer_for(language: str) -> Lexer | None:
+    try:
+        return get_lexer_by_name(language, stripnl=False, ensurenl=False)
+    except ClassNotFound:
+        return None
+
+
+def _code_html(code: str, language: str) -> str:
+    lexer = _lexer_for(language.lower()) if language else None
+    if lexer is None or len(code) > HIGHLIGHT_MAX_CHARS:
+        return escapeHtml(code)
+    return highlight(code, lexer, _FORMATTER)
+
+
+@functools.cache
+def _codeblock_template() -> _EngineTemplate:
+    return get_template("core/codeblock.html")
+
+
+class _Renderer(RendererHTML):
+    """markdown-it's HTML renderer with our code blocks, links, images and table alignment."""
+
+    def _codeblock(self, code: str, language: str) -> str:
+        context = {"code_html": mark_safe(_code_html(code, language)), "language": language[:40]}  # noqa: S308
+        return _codeblock_template().render(context)
+
+    def fence(self, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
+        token = tokens[idx]
+        info = unescapeAll(token.info).strip() if token.info else ""
+        return self._codeblock(token.content, info.split(maxsplit=1)[0] if info else "")
+
+    def code_block(self, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
+        return self._codeblock(tokens[idx].content, "")
+
+    def image(self, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
+        token = tokens[idx]
+        alt = self.renderInlineAsText(token.children or [], options, env)
+        return format_html('<span class="md-image">{}</span>', alt or str(token.attrGet("src") or ""))
+
+    def link_open(self, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
+        token = tokens[idx]
+        if str(token.attrGet("href") or "").startswith(("http://", "https://")):
+            token.attrSet("target", "_blank")
+        return self.renderToken(tokens, idx, options, env)
+
+    def th_open(self, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
+        return self._aligned_cell(tokens, idx, options, env)
+
+    def td_open(self, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
+        return self._aligned_cell(tokens, idx, options, env)
+
+    def _aligned_cell(self, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
+        # Tables align with inline styles, which the sanitiser (rightly) strips; a class survives it.
+        token = tokens[idx]
+        style = token.attrGet("style")
+        if style is not None:
+            token.attrs.pop("style", None)
+            if align := _ALIGN_CLASSES.get(str(style)):
+                token.attrSet("class", align)
+        return self.renderToken(tokens, idx, options, env)
+
+
+def _parser() -> MarkdownIt:
+    md = MarkdownIt(
+        "js-default", {"html": False, "linkify": False, "maxNesting": MAX_NESTING}, renderer_cls=_Renderer
+    )
+    return md.enable(["table", "strikethrough"])
+
+
+_MD = _parser()
+
+
+def render_markdown(text: str) -> SafeString:
+    """Render untrusted Markdown (a model's answer, a user's prompt) to HTML that is safe to insert in a page.
+
+    Raw HTML in ``text`` comes out as visible text; links keep only http, https and mailto (plus relative)
+    targets and get ``rel="noopener noreferrer nofollow"``; images become their alt text; fenced code is
+    highlighted with Pygments classes (``static/css/code.css``) and gets a copy button
+    (``static/js/markdown.js``).
+    """
+    if not text:
+        return SafeString("")
+    return mark_safe(_render_cached(text))  # noqa: S308
+
+
+# A conversation page renders every stored answer again on each load; finished answers never change, so the
+# same text is rendered once per process (bounded: at most this many distinct texts are kept).
+@functools.lru_cache(maxsize=512)
+def _render_cached(text: str) -> str:
+    return render_markdown_uncached(text)
+
+
+def render_markdown_uncached(text: str) -> str:
+    """The work behind ``render_markdown`` without its cache (for measuring it)."""
+    return _CLEANER.clean(_MD.render(text))
