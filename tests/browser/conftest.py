@@ -1,0 +1,353 @@
+"""Browser tests: the full ASGI app (HTTP and WebSockets) under Daphne, driven by headless Chromium.
+
+Fixtures
+- ``daphne_server``: a :class:`LiveServer` (``url``, ``ws_url``) for one test. Daphne runs in a subprocess for
+  the whole session on a free 127.0.0.1 port, against the test database; each test gets the database emptied
+  and the migration data (preset panels) restored, because both processes must see committed rows.
+- ``browser``: one headless Chromium for the session (``/usr/bin/chromium``).
+- ``page``: a fresh context and page whose relative URLs resolve against the live server; ``page_log`` is
+  what that page did (console errors, uncaught errors, failed requests, every requested URL, dialogs).
+- ``new_page``: more isolated pages (a second user), each with its own :class:`BrowserLog` (``new_page.log``).
+- Helpers: ``signup(page, username, password)`` and ``login(page, username, password)``.
+
+Every test in this folder is marked ``browser``. Without ``/usr/bin/chromium`` they are skipped, except in CI
+(``CI=true``), where a missing browser fails them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+import pytest
+from django.db import connection
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Dialog,
+    Page,
+    Request,
+    Response,
+    WebError,
+    sync_playwright,
+)
+
+HERE = Path(__file__).resolve().parent
+PROJECT_ROOT = HERE.parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+# Seconds per streamed word of the demo models: small enough to keep tests fast, large enough that a stream is
+# a stream (several frames, not one burst).
+LIVE_SERVER_DEMO_MODEL_DELAY = 0.002
+SERVER_START_TIMEOUT = 30.0
+# Playwright's default of 30 s turns a broken page into a long wait; nothing here should need more than this.
+PAGE_TIMEOUT_MS = 10_000
+
+# Playwright's sync API runs an event loop in this thread, which makes Django's async-safety check refuse ORM
+# calls from test code; the loop is Playwright's, not ours, so the check does not apply here.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.is_relative_to(HERE):
+            item.add_marker(pytest.mark.browser)
+
+
+# --- The live server ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LiveServer:
+    url: str
+    ws_url: str
+    log_path: Path
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last lines Daphne printed (tracebacks of server errors end up here)."""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _database_url() -> str:
+    """A DATABASE_URL for the test database that pytest-django has just created."""
+    settings = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{Path(settings['NAME']).resolve()}"
+    if connection.vendor == "postgresql":
+        user = quote(settings.get("USER") or "", safe="")
+        password = quote(settings.get("PASSWORD") or "", safe="")
+        auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+        port = f":{settings['PORT']}" if settings.get("PORT") else ""
+        return f"postgres://{auth}{settings.get('HOST') or ''}{port}/{quote(settings['NAME'], safe='')}"
+    raise RuntimeError(f"browser tests do not know how to share a {connection.vendor} test database")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _serving(process: subprocess.Popen[bytes], url: str) -> bool:
+    """Wait until ``url`` answers (True) or the process exits (False: most likely the port was taken)."""
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return True
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"Daphne did not answer {url} within {SERVER_START_TIMEOUT} s")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def _daphne_process(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    env = {
+        **os.environ,
+        "DEBUG": "1",
+        "DATABASE_URL": _database_url(),
+        "DEMO_MODEL_DELAY": str(LIVE_SERVER_DEMO_MODEL_DELAY),
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    log_path = tmp_path_factory.mktemp("daphne") / "daphne.log"
+    # A free port can be taken between asking for it and Daphne binding it: then try another one.
+    for _attempt in range(3):
+        port = _free_port()
+        server = LiveServer(
+            url=f"http://127.0.0.1:{port}", ws_url=f"ws://127.0.0.1:{port}", log_path=log_path
+        )
+        command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(
+                [*command, "--access-log", os.devnull, "fusionroom.asgi:application"],
+                cwd=PROJECT_ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        if _serving(process, f"{server.url}/accounts/login/"):
+            break
+    else:
+        raise RuntimeError(f"Daphne did not start:\n{log_path.read_text(errors='replace')}")
+    try:
+        yield server
+    finally:
+        _stop(process)
+
+
+@pytest.fixture
+def daphne_server(
+    request: pytest.FixtureRequest,
+    _daphne_process: LiveServer,
+    transactional_db: None,
+    django_db_serialized_rollback: None,
+) -> Iterator[LiveServer]:
+    """The running app for this test; rows the test writes are committed, so the server sees them."""
+    log_size = _daphne_process.log_path.stat().st_size
+    yield _daphne_process
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        # The server's tracebacks live in another process: show what it printed during this test.
+        with _daphne_process.log_path.open("rb") as log:
+            log.seek(log_size)
+            print(f"--- Daphne printed during this test ---\n{log.read().decode(errors='replace')}")
+
+
+# --- The browser -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BrowserLog:
+    """Everything a browser context did that a test may want to assert on."""
+
+    base_url: str
+    console_errors: list[str] = field(default_factory=list)
+    console_messages: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+    failed_requests: list[str] = field(default_factory=list)
+    bad_responses: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+    dialogs: list[str] = field(default_factory=list)
+
+    def attach(self, context: BrowserContext) -> None:
+        context.on("console", self._on_console)
+        context.on("weberror", self._on_web_error)
+        context.on("request", self._on_request)
+        context.on("requestfailed", self._on_request_failed)
+        context.on("response", self._on_response)
+        context.on("dialog", self._on_dialog)
+
+    def external_requests(self) -> list[str]:
+        """Requested URLs that left the live server (data: and blob: URLs stay in the page)."""
+        origin = urlsplit(self.base_url)
+        return [
+            url
+            for url in self.requests
+            if urlsplit(url).scheme not in {"data", "blob", "about"}
+            and (urlsplit(url).hostname, urlsplit(url).port) != (origin.hostname, origin.port)
+        ]
+
+    def assert_clean(self) -> None:
+        """No console error, uncaught exception, failed request, HTTP error, dialog or request elsewhere."""
+        problems = {
+            "console errors": self.console_errors,
+            "uncaught errors": self.page_errors,
+            "failed requests": self.failed_requests,
+            "HTTP errors": self.bad_responses,
+            "dialogs": self.dialogs,
+            "external requests": self.external_requests(),
+        }
+        found = {name: items for name, items in problems.items() if items}
+        assert not found, f"the browser reported problems: {found}"
+
+    def _on_console(self, message: ConsoleMessage) -> None:
+        self.console_messages.append(f"{message.type}: {message.text}")
+        if message.type == "error":
+            self.console_errors.append(message.text)
+
+    def _on_web_error(self, error: WebError) -> None:
+        self.page_errors.append(str(error.error))
+
+    def _on_request(self, request: Request) -> None:
+        self.requests.append(request.url)
+
+    def _on_request_failed(self, request: Request) -> None:
+        self.failed_requests.append(f"{request.method} {request.url}: {request.failure}")
+
+    def _on_response(self, response: Response) -> None:
+        if response.status >= 400:
+            self.bad_responses.append(f"{response.status} {response.request.method} {response.url}")
+
+    def _on_dialog(self, dialog: Dialog) -> None:
+        self.dialogs.append(f"{dialog.type}: {dialog.message}")
+        dialog.dismiss()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        reason = f"{CHROMIUM} is missing (apt-get install chromium)"
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail(f"{reason}; CI must run the browser tests")
+        pytest.skip(reason)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        yield chromium
+        chromium.close()
+
+
+class PageFactory:
+    """Opens isolated pages (own cookies, own log) on the live server; closes them after the test."""
+
+    def __init__(self, browser: Browser, server: LiveServer) -> None:
+        self._browser = browser
+        self._server = server
+        self._contexts: list[BrowserContext] = []
+        self.logs: list[BrowserLog] = []
+
+    def __call__(self) -> Page:
+        context = self._browser.new_context(
+            base_url=self._server.url, viewport={"width": 1280, "height": 800}
+        )
+        context.set_default_timeout(PAGE_TIMEOUT_MS)
+        log = BrowserLog(base_url=self._server.url)
+        log.attach(context)
+        self._contexts.append(context)
+        self.logs.append(log)
+        return context.new_page()
+
+    @property
+    def log(self) -> BrowserLog:
+        """The log of the page opened last."""
+        return self.logs[-1]
+
+    def close(self) -> None:
+        for context in self._contexts:
+            context.close()
+
+
+@pytest.fixture
+def new_page(browser: Browser, daphne_server: LiveServer) -> Iterator[PageFactory]:
+    factory = PageFactory(browser, daphne_server)
+    yield factory
+    factory.close()
+
+
+@pytest.fixture
+def page(new_page: PageFactory) -> Page:
+    return new_page()
+
+
+@pytest.fixture
+def page_log(page: Page, new_page: PageFactory) -> BrowserLog:
+    return new_page.logs[0]
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    report = yield
+    if call.when == "call":
+        item.rep_call = report  # type: ignore[attr-defined]
+    return report
+
+
+# --- Helpers ----------------------------------------------------------------------------------------------
+
+
+def signup(page: Page, username: str, password: str) -> None:
+    """Create an account through the sign-up form; the page ends signed in, on the chatroom."""
+    page.goto("/accounts/signup/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_label("Password confirmation").fill(password)
+    with page.expect_navigation():
+        page.get_by_role("button", name="Create account").click()
+    _assert_signed_in(page, username)
+
+
+def login(page: Page, username: str, password: str) -> None:
+    """Log in through the log-in form; the page ends signed in."""
+    page.goto("/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    with page.expect_navigation():
+        page.get_by_role("button", name="Log in").click()
+    _assert_signed_in(page, username)
+
+
+def _assert_signed_in(page: Page, username: str) -> None:
+    who = page.locator("[data-testid=current-user]")
+    if who.count() == 0 or who.inner_text().strip() != username:
+        errors = page.locator(".errorlist").all_inner_texts()
+        raise AssertionError(f"not signed in as {username!r} at {page.url}; form errors: {errors}")
