@@ -20,6 +20,9 @@ class Panel(models.Model):
     # Panel options, validated by apps.fusion.schemas.FusionOptions: temperature, deadline_s, quorum,
     # max_completion_tokens, max_tool_calls.
     options = models.JSONField(default=dict, blank=True)
+    # Presets only: their place in the chooser, and OpenRouter's name for the same preset (plugin "preset").
+    preset_order = models.PositiveSmallIntegerField(null=True, blank=True)
+    openrouter_preset = models.CharField(max_length=40, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

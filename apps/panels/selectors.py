@@ -16,7 +16,7 @@ def panel_list_for(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[Panel]
     return (
         Panel.objects.filter(visible)
         .prefetch_related("members")
-        .order_by(F("owner_id").asc(nulls_first=True), F("options__order").asc(nulls_last=True), "name")
+        .order_by(F("owner_id").asc(nulls_first=True), F("preset_order").asc(nulls_last=True), "name")
     )
 
 
