@@ -16,6 +16,10 @@ class Conversation(models.Model):
     )
     title = models.CharField(max_length=200, blank=True)
     source = models.CharField(max_length=8, choices=Source.choices, default=Source.WEB)
+    # The panel the composer offers next time: the one last sent with in this conversation.
+    last_panel = models.ForeignKey(
+        "panels.Panel", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

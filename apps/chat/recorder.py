@@ -1,0 +1,370 @@
+"""The run recorder: persists a turn's events in small batches and broadcasts each one at once.
+
+A ``TurnRecorder`` sits between ``run_fusion`` (or any source of ``FusionEvent``) and whoever drives the
+run (the chatroom's run task, or the API streaming to its caller)::
+
+    async for event in TurnRecorder(turn=turn).record(run_fusion(request, gateway=gateway)):
+        ...  # every event passes through unchanged
+
+While recording it
+
+- keeps the turn's live state in memory and writes what changed to the database every
+  ``CHAT_FLUSH_SECONDS``, refreshing ``Turn.heartbeat_at`` at least every ``CHAT_HEARTBEAT_SECONDS``; the
+  terminal state is flushed *before* the last event is broadcast or yielded, so whoever sees a turn end finds
+  it in the database;
+- sends one JSON frame per event to the channel-layer group ``conversation.<id>``: text deltas as
+  ``{type: "delta", turn, seat|final, offset, text}``, everything else as server-rendered HTML fragments;
+- listens on its own channel (saved in ``Turn.worker``) for ``run.snapshot`` (reply with the whole turn as it
+  is now, on the asker's channel) and ``run.cancel``. Broadcasts and snapshot replies are serialised by one
+  lock, so a snapshot and the deltas after it reach a consumer in order: no gap, no duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.layers import BaseChannelLayer, get_channel_layer
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from apps.chat import rendering
+from apps.chat.models import PanelAnswer, Turn
+from apps.chat.state import TERMINAL_STATUSES, TurnState, turn_state_initial
+from apps.fusion import schemas as ev
+from apps.providers.base import Usage
+
+logger = logging.getLogger(__name__)
+
+# Recorders alive in this process, by turn id: cancelling a local run needs no channel layer round trip.
+_LIVE: dict[int, TurnRecorder] = {}
+
+
+def conversation_group(conversation_id: int) -> str:
+    return f"conversation.{conversation_id}"
+
+
+def recorder_for(turn_id: int) -> TurnRecorder | None:
+    return _LIVE.get(turn_id)
+
+
+@dataclass
+class _Failure:
+    error: BaseException
+
+
+_END = object()
+_CANCELLED = object()
+
+
+class TurnRecorder:
+    """Persist and broadcast one turn's run; see the module docstring for the guarantees."""
+
+    def __init__(self, *, turn: Turn, channel_layer_alias: str = "default") -> None:
+        self.turn_id: int = turn.pk
+        self.conversation_id: int = turn.conversation_id
+        self.group = conversation_group(turn.conversation_id)
+        self.state: TurnState = turn_state_initial(turn)
+        self.channel_layer_alias = channel_layer_alias
+        self.layer: BaseChannelLayer | None = None
+        self.channel = ""
+        self._lock = asyncio.Lock()
+        self._flush_lock = asyncio.Lock()
+        self._opened = False
+        self._closed = False
+        self._cancel_requested = False
+        self._pump: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._started = time.monotonic()
+        self._last_write = 0.0
+        self.flush_seconds = float(getattr(settings, "CHAT_FLUSH_SECONDS", 0.25))
+        self.heartbeat_seconds = float(getattr(settings, "CHAT_HEARTBEAT_SECONDS", 5.0))
+
+    # --- lifecycle ---------------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Take the turn: listen on a fresh channel, save it as the turn's worker, show the turn to all."""
+        if self._opened:
+            return
+        self._opened = True
+        self.layer = get_channel_layer(self.channel_layer_alias)
+        if self.layer is not None:
+            self.channel = await self.layer.new_channel()
+        _LIVE[self.turn_id] = self
+        await _turn_take(turn_id=self.turn_id, worker=self.channel)
+        self._last_write = time.monotonic()
+        if self.layer is not None:
+            self._tasks.append(asyncio.create_task(self._listen(), name=f"turn-{self.turn_id}-listen"))
+        self._tasks.append(asyncio.create_task(self._flush_loop(), name=f"turn-{self.turn_id}-flush"))
+        async with self._lock:
+            await self._broadcast(rendering.snapshot_frame(self.state))
+
+    async def record(self, events: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        """Pass every event of ``events`` through unchanged while persisting and broadcasting it.
+
+        If the run is cancelled (``cancel()``, a ``run.cancel`` message), the source is closed (which stops
+        every request in flight) and a ``RunFailed(reason="cancelled")`` is yielded last. If the source
+        raises, a ``RunFailed(reason="unexpected_error")`` is yielded and the turn is marked interrupted.
+        """
+        await self.open()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._pump = asyncio.create_task(self._pump_events(events, queue), name=f"turn-{self.turn_id}-run")
+        try:
+            while True:
+                item = await queue.get()
+                if item is _END:
+                    break
+                if item is _CANCELLED:
+                    event: Any = self._cancelled_event()
+                elif isinstance(item, _Failure):
+                    logger.error("turn %s: the run raised", self.turn_id, exc_info=item.error)
+                    event = ev.RunFailed(
+                        reason="unexpected_error",
+                        message=f"The run stopped unexpectedly ({type(item.error).__name__}).",
+                        partial_final=self.state.final_text,
+                        totals=self._totals_so_far(),
+                    )
+                    await self._apply(event, status="interrupted")
+                    yield event
+                    break
+                else:
+                    event = item
+                await self._apply(event)
+                yield event
+                if event.type in ("run.done", "run.failed"):
+                    break
+        finally:
+            await self.close()
+
+    def cancel(self) -> None:
+        """Stop the run: the source is closed, what streamed is kept, the turn ends as cancelled."""
+        if self._cancel_requested or self._closed:
+            return
+        self._cancel_requested = True
+        if self._pump is not None and not self._pump.done():
+            self._pump.cancel()
+
+    async def close(self, *, message: str = "The run stopped before it finished.") -> None:
+        """Finish: a turn not yet ended is marked interrupted, the last state is flushed, listening stops."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._pump is not None and not self._pump.done():
+            self._pump.cancel()
+            await asyncio.gather(self._pump, return_exceptions=True)
+        try:
+            if self.state.status not in TERMINAL_STATUSES:
+                self.state.finish(status="interrupted", reason="interrupted", message=message)
+                await self._flush()
+                async with self._lock:
+                    await self._broadcast(rendering.snapshot_frame(self.state))
+            else:
+                await self._flush()
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            _LIVE.pop(self.turn_id, None)
+
+    # --- events ------------------------------------------------------------------------------------------
+
+    async def _pump_events(self, events: AsyncIterator[Any], queue: asyncio.Queue[Any]) -> None:
+        try:
+            async for event in events:
+                queue.put_nowait(event)
+        except asyncio.CancelledError:
+            queue.put_nowait(_CANCELLED if self._cancel_requested else _END)
+            return
+        except Exception as exc:
+            queue.put_nowait(_Failure(exc))
+            return
+        finally:
+            aclose = getattr(events, "aclose", None)
+            if aclose is not None:
+                try:
+                    await aclose()
+                except Exception:  # the source is done with either way; its own error was handled above
+                    logger.debug("turn %s: closing the event source failed", self.turn_id, exc_info=True)
+        queue.put_nowait(_END)
+
+    async def _apply(self, event: Any, *, status: str | None = None) -> None:
+        state = self.state
+        kind = event.type
+        async with self._lock:
+            if kind == "seat.delta":
+                seat = state.seat(event.seat)
+                offset = seat.buffer.append(event.text)
+                seat.dirty = True
+                await self._broadcast(
+                    rendering.seat_delta_frame(
+                        turn_id=self.turn_id, seat=event.seat, offset=offset, text=event.text
+                    )
+                )
+                return
+            if kind == "final.delta":
+                offset = state.final.append(event.text)
+                state.dirty = True
+                await self._broadcast(
+                    rendering.final_delta_frame(turn_id=self.turn_id, offset=offset, text=event.text)
+                )
+                return
+            if kind == "seat.reasoning":
+                return
+            state.apply(event)
+            if status is not None:
+                state.status = status
+            if state.status in TERMINAL_STATUSES:
+                # The database first: whoever sees the turn end must find it saved.
+                await self._flush()
+                frame = rendering.snapshot_frame(state)
+            else:
+                frame = rendering.html_frame(state, self._fragments_for(event))
+            await self._broadcast(frame)
+
+    def _fragments_for(self, event: Any) -> list[str]:
+        state = self.state
+        fragments = [rendering.progress_html(state)]
+        if isinstance(event, ev.SeatStarted | ev.SeatDone | ev.SeatFailed):
+            fragments.append(rendering.column_html(state, state.seat(event.seat)))
+        elif isinstance(event, ev.AnalysisStarted | ev.AnalysisDone | ev.AnalysisFailed):
+            fragments.append(rendering.analysis_html(state))
+        elif isinstance(event, ev.FinalStarted | ev.FinalDone):
+            fragments.append(rendering.final_html(state))
+        return fragments
+
+    def _cancelled_event(self) -> ev.RunFailed:
+        return ev.RunFailed(
+            reason="cancelled",
+            message="Cancelled: what had streamed is kept.",
+            partial_final=self.state.final_text,
+            totals=self._totals_so_far(),
+        )
+
+    def _totals_so_far(self) -> ev.Totals:
+        steps = []
+        usage = Usage()
+        for seat in self.state.seats:
+            seat_usage = Usage(
+                prompt_tokens=seat.prompt_tokens,
+                completion_tokens=seat.completion_tokens,
+                total_tokens=seat.prompt_tokens + seat.completion_tokens,
+                cost=seat.cost,
+            )
+            usage = usage + seat_usage
+            steps.append(
+                ev.StepStats(
+                    role="seat",
+                    seat=seat.seat,
+                    model=seat.model,
+                    status="done" if seat.status == "done" else "cancelled",
+                    usage=seat_usage,
+                    timings=ev.Timings(ttft_ms=seat.ttft_ms, duration_ms=seat.duration_ms),
+                )
+            )
+        return ev.Totals(steps=steps, usage=usage, duration_ms=(time.monotonic() - self._started) * 1000)
+
+    async def _broadcast(self, text: str) -> None:
+        if self.layer is not None:
+            await self.layer.group_send(self.group, {"type": "chat.frame", "text": text})
+
+    # --- snapshot and cancel requests ------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        assert self.layer is not None
+        while True:
+            message = await self.layer.receive(self.channel)
+            kind = message.get("type")
+            if kind == "run.snapshot":
+                reply = message.get("reply_channel")
+                if isinstance(reply, str) and reply:
+                    async with self._lock:
+                        await self.layer.send(
+                            reply,
+                            {
+                                "type": "chat.snapshot",
+                                "turn": self.turn_id,
+                                "text": rendering.snapshot_frame(self.state),
+                            },
+                        )
+            elif kind == "run.cancel":
+                self.cancel()
+
+    # --- persistence -------------------------------------------------------------------------------------
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_seconds)
+            due = time.monotonic() - self._last_write >= self.heartbeat_seconds
+            if due or self.state.dirty or any(seat.dirty for seat in self.state.seats):
+                try:
+                    await self._flush()
+                except Exception:  # a failed write is retried on the next tick; the run goes on
+                    logger.exception("turn %s: flush failed", self.turn_id)
+
+    async def _flush(self) -> None:
+        async with self._flush_lock:
+            turn_fields, answers = self._collect()
+            self._last_write = time.monotonic()
+            exists = await _turn_write(turn_id=self.turn_id, fields=turn_fields, answers=answers)
+        if not exists and not self._closed:
+            # The conversation was deleted under a running turn: nothing left to record into.
+            self.cancel()
+
+    def _collect(self) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
+        """What to write, copied now (the write runs in a thread while events keep coming)."""
+        state = self.state
+        fields: dict[str, Any] = {"heartbeat_at": timezone.now()}
+        if state.dirty:
+            state.dirty = False
+            fields.update(
+                status=state.status,
+                phase=state.phase,
+                analysis=state.analysis,
+                analysis_raw=state.analysis_raw,
+                analysis_error=state.analysis_error,
+                analysis_error_detail=state.analysis_error_detail,
+                final_text=state.final_text,
+                failure_reason=state.failure_reason,
+                error_message=state.error_message,
+                totals=state.totals,
+                cost=state.cost,
+            )
+            if state.status in TERMINAL_STATUSES:
+                fields["finished_at"] = timezone.now()
+        answers: dict[int, dict[str, Any]] = {}
+        for seat in state.seats:
+            if seat.dirty:
+                seat.dirty = False
+                answers[seat.seat] = {
+                    "content": seat.text,
+                    "status": seat.status,
+                    "error": seat.error,
+                    "status_code": seat.status_code,
+                    "prompt_tokens": seat.prompt_tokens,
+                    "completion_tokens": seat.completion_tokens,
+                    "cost": seat.cost,
+                    "ttft_ms": seat.ttft_ms,
+                    "duration_ms": seat.duration_ms,
+                }
+        return fields, answers
+
+
+@database_sync_to_async
+def _turn_take(*, turn_id: int, worker: str) -> None:
+    Turn.objects.filter(pk=turn_id).update(worker=worker, heartbeat_at=timezone.now())
+
+
+@database_sync_to_async
+def _turn_write(*, turn_id: int, fields: dict[str, Any], answers: dict[int, dict[str, Any]]) -> bool:
+    with transaction.atomic():
+        if not Turn.objects.filter(pk=turn_id).update(**fields):
+            return False
+        for seat, values in answers.items():
+            PanelAnswer.objects.filter(turn_id=turn_id, seat=seat).update(**values)
+    return True

@@ -1,0 +1,70 @@
+"""Server-rendered pieces of a turn and the JSON frames that carry them down the WebSocket.
+
+Every piece of HTML comes from a template under ``templates/chat/``; model text reaches the page either
+escaped by the template engine or through ``render_markdown``. Frames are JSON text, built once per event by
+the recorder and fanned out unchanged to every socket of the conversation.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.template.loader import render_to_string
+
+from apps.chat.state import SeatState, TurnState
+
+
+def _render(template: str, **context: Any) -> str:
+    return render_to_string(f"chat/{template}", context)
+
+
+def turn_html(state: TurnState, *, interactive: bool = True) -> str:
+    return _render("_turn.html", turn=state, interactive=interactive)
+
+
+def column_html(state: TurnState, seat: SeatState) -> str:
+    return _render("_column.html", turn=state, seat=seat)
+
+
+def analysis_html(state: TurnState) -> str:
+    return _render("_analysis.html", turn=state)
+
+
+def final_html(state: TurnState) -> str:
+    return _render("_final.html", turn=state)
+
+
+def progress_html(state: TurnState) -> str:
+    return _render("_progress.html", turn=state)
+
+
+def footer_html(state: TurnState, *, interactive: bool = True) -> str:
+    return _render("_turn_footer.html", turn=state, interactive=interactive)
+
+
+def frame(payload: dict[str, Any]) -> str:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+
+
+def seat_delta_frame(*, turn_id: int, seat: int, offset: int, text: str) -> str:
+    return frame({"type": "delta", "turn": turn_id, "seat": seat, "offset": offset, "text": text})
+
+
+def final_delta_frame(*, turn_id: int, offset: int, text: str) -> str:
+    return frame({"type": "delta", "turn": turn_id, "final": True, "offset": offset, "text": text})
+
+
+def html_frame(state: TurnState, fragments: list[str]) -> str:
+    """Fragments to swap in by id, with the turn's status so room.js keeps ``data-turn-status`` current."""
+    return frame({"type": "html", "turn": state.turn_id, "status": state.status, "html": "".join(fragments)})
+
+
+def snapshot_frame(state: TurnState) -> str:
+    """The whole turn as it is now; deltas that follow on the same channel continue from its offsets."""
+    html = turn_html(state)
+    return frame({"type": "snapshot", "turn": state.turn_id, "status": state.status, "html": html})
+
+
+def error_frame(message: str) -> str:
+    return frame({"type": "error", "message": message})

@@ -1,0 +1,347 @@
+"""What the chatroom does: conversations, turns, runs, share links. Views, the consumer and the API use it.
+
+Contract used by ``apps.api`` (keep these signatures):
+
+- ``conversation_create(*, owner, title="", source="web") -> Conversation``
+- ``turn_create(*, conversation, prompt, panel_snapshot, panel=None) -> Turn``
+- ``fusion_request_for(*, turn) -> FusionRequest``
+- ``apps.chat.recorder.TurnRecorder(turn=turn).record(events)`` persists and broadcasts a run driven elsewhere
+- ``await turn_start(*, user, conversation, prompt, panel) -> Turn``
+- ``await turn_cancel(*, user, turn_id) -> Turn``
+
+Bad input raises ``ChatError`` (a ``ValueError``) whose message is meant for the person who typed it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max, Q
+from django.utils import timezone
+from pydantic import ValidationError
+
+from apps.chat.models import Conversation, PanelAnswer, ShareLink, Turn
+from apps.chat.state import seat_label
+from apps.fusion.schemas import MAX_PROMPT_CHARS, FusionOptions, FusionRequest, PriorTurn, SeatSpec
+from apps.panels.models import Panel
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+    User = AbstractBaseUser | AnonymousUser
+
+TITLE_MAX_CHARS = 80
+DEFAULT_CHANNEL_LAYER = "default"
+
+
+class ChatError(ValueError):
+    """Input the chatroom refuses, with a message fit to show to the person who sent it."""
+
+
+def stale_after() -> timedelta:
+    return timedelta(seconds=getattr(settings, "CHAT_STALE_AFTER_SECONDS", 30.0))
+
+
+# --- conversations -------------------------------------------------------------------------------------
+
+
+def conversation_create(*, owner: Any, title: str = "", source: str = "web") -> Conversation:
+    """A new, empty conversation. ``source`` is ``"web"`` (the chatroom) or ``"api"`` (/api/v1 runs)."""
+    if source not in Conversation.Source.values:
+        raise ChatError(f"Unknown conversation source {source!r}")
+    return Conversation.objects.create(owner=owner, title=title.strip()[:200], source=source)
+
+
+def conversation_rename(*, conversation: Conversation, title: str) -> Conversation:
+    title = " ".join(title.split())
+    if not title:
+        raise ChatError("A title cannot be empty.")
+    if len(title) > 200:
+        raise ChatError("A title can be at most 200 characters.")
+    conversation.title = title
+    conversation.save(update_fields=["title"])
+    return conversation
+
+
+def conversation_delete(*, conversation: Conversation) -> None:
+    """Delete a conversation with its turns and share links. A run still going on stops on its next flush."""
+    conversation.delete()
+
+
+def title_from_prompt(prompt: str) -> str:
+    words = " ".join(prompt.split())
+    if len(words) <= TITLE_MAX_CHARS:
+        return words
+    return words[: TITLE_MAX_CHARS - 1].rsplit(" ", 1)[0] + "…"
+
+
+# --- panels as the chatroom sees them ------------------------------------------------------------------
+
+
+def model_unavailable_reason(model: str) -> str | None:
+    """Why ``model`` cannot run on this server (None when it can)."""
+    if model.startswith("demo/"):
+        return None
+    prefix = model.lstrip("~").split("/", 1)[0]
+    if prefix in getattr(settings, "FUSIONROOM_ENDPOINTS", {}):
+        return None
+    if not settings.OPENROUTER_API_KEY:
+        return f"{model} needs OPENROUTER_API_KEY (or a FUSIONROOM_ENDPOINTS entry for {prefix!r})"
+    return None
+
+
+def panel_unavailable_reason(*, panel: Panel) -> str | None:
+    """Why this panel cannot run here (None when every model in it can), in words for the panel chooser."""
+    models = [member.model_id for member in panel.members.all()]
+    if not models:
+        return "this panel has no models"
+    for model in [*models, panel.judge_model, panel.writer_model]:
+        reason = model_unavailable_reason(model)
+        if reason:
+            return reason
+    return None
+
+
+def panel_default_for(*, panels: list[Panel], conversation: Conversation | None = None) -> Panel | None:
+    """The composer's default: the conversation's last panel, else Quality with a key, else the demo."""
+    by_id = {panel.pk: panel for panel in panels}
+    if conversation is not None and conversation.last_panel_id in by_id:
+        return by_id[conversation.last_panel_id]
+    wanted = "quality" if settings.OPENROUTER_API_KEY else "demo"
+    for panel in panels:
+        if panel.is_preset and panel.slug == wanted:
+            return panel
+    return panels[0] if panels else None
+
+
+# --- turns ---------------------------------------------------------------------------------------------
+
+
+def prompt_clean(prompt: str) -> str:
+    prompt = prompt.strip()
+    if not prompt:
+        raise ChatError("Type a prompt first: an empty message cannot be sent.")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise ChatError(
+            f"That prompt is {len(prompt):,} characters long; the limit is {MAX_PROMPT_CHARS:,}. "
+            "Shorten it and send again."
+        )
+    return prompt
+
+
+def snapshot_validate(panel_snapshot: dict[str, Any]) -> dict[str, Any]:
+    """Check a frozen panel and add each seat's display name and demo flag (kept with the turn for ever)."""
+    try:
+        seats = [
+            SeatSpec.model_validate(
+                {k: seat.get(k) for k in ("seat", "model", "temperature", "system_prompt") if k in seat}
+            )
+            for seat in panel_snapshot.get("seats", [])
+        ]
+        FusionRequest(
+            prompt="x",
+            seats=seats,
+            judge=str(panel_snapshot.get("judge") or ""),
+            writer=str(panel_snapshot.get("writer") or ""),
+            options=options_from_snapshot(panel_snapshot),
+        )
+    except (ValidationError, TypeError, AttributeError) as exc:
+        raise ChatError(f"This panel cannot run: {exc}") from exc
+    frozen = dict(panel_snapshot)
+    frozen["seats"] = []
+    for spec in seats:
+        name, is_demo = seat_label(spec.model)
+        frozen["seats"].append({**spec.model_dump(), "name": name, "is_demo": is_demo})
+    return frozen
+
+
+def options_from_snapshot(panel_snapshot: dict[str, Any]) -> FusionOptions:
+    # Panels keep presentation keys (e.g. "order") next to the run options; only the run options go on.
+    raw = panel_snapshot.get("options") or {}
+    return FusionOptions.model_validate({k: v for k, v in raw.items() if k in FusionOptions.model_fields})
+
+
+def turn_create(
+    *, conversation: Conversation, prompt: str, panel_snapshot: dict[str, Any], panel: Panel | None = None
+) -> Turn:
+    """A new running turn at the end of ``conversation``, with one waiting ``PanelAnswer`` per seat.
+
+    Validates the prompt and the snapshot (``ChatError``), freezes the snapshot (seat names included),
+    gives the conversation its title from its first prompt and moves it to the top of the list.
+    """
+    prompt = prompt_clean(prompt)
+    frozen = snapshot_validate(panel_snapshot)
+    now = timezone.now()
+    with transaction.atomic():
+        # Serialises concurrent sends to one conversation on PostgreSQL (SQLite serialises writes anyway).
+        Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
+        last = conversation.turns.aggregate(last=Max("position"))["last"]
+        turn = Turn.objects.create(
+            conversation=conversation,
+            position=(last or 0) + 1,
+            prompt=prompt,
+            panel=panel,
+            panel_snapshot=frozen,
+            heartbeat_at=now,
+        )
+        PanelAnswer.objects.bulk_create(
+            PanelAnswer(turn=turn, seat=seat["seat"], model_id=seat["model"]) for seat in frozen["seats"]
+        )
+        fields = ["updated_at"]
+        if not conversation.title:
+            conversation.title = title_from_prompt(prompt)
+            fields.append("title")
+        if panel is not None:
+            conversation.last_panel = panel
+            fields.append("last_panel")
+        conversation.save(update_fields=fields)
+    return turn
+
+
+def fusion_request_for(*, turn: Turn) -> FusionRequest:
+    """The engine request for ``turn``: its frozen panel, its prompt and the earlier answered turns."""
+    snapshot = turn.panel_snapshot
+    earlier = (
+        Turn.objects.filter(conversation_id=turn.conversation_id, position__lt=turn.position)
+        .exclude(final_text="")
+        .order_by("position")
+        .values_list("prompt", "final_text")
+    )
+    return FusionRequest(
+        prompt=turn.prompt,
+        history=[PriorTurn(prompt=prompt, answer=answer) for prompt, answer in earlier],
+        seats=[
+            SeatSpec.model_validate(
+                {k: seat.get(k) for k in ("seat", "model", "temperature", "system_prompt") if k in seat}
+            )
+            for seat in snapshot["seats"]
+        ],
+        judge=snapshot["judge"],
+        writer=snapshot["writer"],
+        options=options_from_snapshot(snapshot),
+    )
+
+
+def turn_running_in(*, conversation: Conversation) -> Turn | None:
+    return conversation.turns.filter(status=Turn.Status.RUNNING).first()
+
+
+def turns_reap_stale(*, conversation_id: int | None = None) -> int:
+    """Mark running turns whose heartbeat is stale as interrupted (their process died); keep what was flushed.
+
+    Returns how many turns were marked.
+    """
+    cutoff = timezone.now() - stale_after()
+    stale = Turn.objects.filter(status=Turn.Status.RUNNING).filter(
+        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
+    )
+    if conversation_id is not None:
+        stale = stale.filter(conversation_id=conversation_id)
+    ids = list(stale.values_list("pk", flat=True))
+    for turn_id in ids:
+        turn_mark_interrupted(turn_id=turn_id, message="The server process running this turn stopped.")
+    return len(ids)
+
+
+def turn_mark_interrupted(*, turn_id: int, message: str) -> bool:
+    """End a running turn as interrupted (seats in flight become cancelled). False if it was not running."""
+    with transaction.atomic():
+        updated = Turn.objects.filter(pk=turn_id, status=Turn.Status.RUNNING).update(
+            status=Turn.Status.INTERRUPTED,
+            error_message=message,
+            failure_reason="interrupted",
+            finished_at=timezone.now(),
+        )
+        if updated:
+            PanelAnswer.objects.filter(
+                turn_id=turn_id, status__in=[PanelAnswer.Status.WAITING, PanelAnswer.Status.STREAMING]
+            ).update(status=PanelAnswer.Status.CANCELLED)
+    return bool(updated)
+
+
+@database_sync_to_async
+def _turn_start_prepare(*, user: Any, conversation: Conversation, prompt: str, panel: Panel) -> Turn:
+    from apps.chat.selectors import conversation_get_for
+
+    conversation = conversation_get_for(user=user, conversation_id=conversation.pk)
+    reason = panel_unavailable_reason(panel=panel)
+    if reason:
+        raise ChatError(f"The panel {panel.name!r} cannot run here: {reason}.")
+    turns_reap_stale(conversation_id=conversation.pk)
+    if turn_running_in(conversation=conversation) is not None:
+        raise ChatError("A run is already in progress in this conversation: wait for it or cancel it.")
+    return turn_create(conversation=conversation, prompt=prompt, panel_snapshot=panel.snapshot(), panel=panel)
+
+
+async def turn_start(
+    *,
+    user: Any,
+    conversation: Conversation,
+    prompt: str,
+    panel: Panel,
+    channel_layer_alias: str = DEFAULT_CHANNEL_LAYER,
+) -> Turn:
+    """The chatroom path: create the turn and start its run as a task owned by this server process.
+
+    Must be awaited on the server's event loop (a consumer or an async view): the run outlives the request
+    or socket that started it. Raises ``ChatError`` for a bad prompt, an unavailable panel or a run already
+    going on in the conversation, and ``Conversation.DoesNotExist`` for someone else's conversation.
+    """
+    from apps.chat.runs import run_launch
+
+    turn = await _turn_start_prepare(user=user, conversation=conversation, prompt=prompt, panel=panel)
+    request = await database_sync_to_async(fusion_request_for)(turn=turn)
+    await run_launch(turn=turn, request=request, channel_layer_alias=channel_layer_alias)
+    return turn
+
+
+@database_sync_to_async
+def _turn_for_cancel(*, user: Any, turn_id: int) -> Turn:
+    turn = Turn.objects.select_related("conversation").get(pk=turn_id, conversation__owner_id=user.pk)
+    if turn.status == Turn.Status.RUNNING and turns_reap_stale(conversation_id=turn.conversation_id):
+        turn.refresh_from_db()
+    return turn
+
+
+async def turn_cancel(*, user: Any, turn_id: int, channel_layer_alias: str = DEFAULT_CHANNEL_LAYER) -> Turn:
+    """Ask the run of ``turn_id`` to stop, wherever (which process) it runs. What streamed is kept.
+
+    ``Turn.DoesNotExist`` when the turn is not the user's. Cancelling a turn that already ended does nothing.
+    """
+    from apps.chat.runs import run_cancel_local
+
+    turn = await _turn_for_cancel(user=user, turn_id=turn_id)
+    if turn.status != Turn.Status.RUNNING:
+        return turn
+    if not run_cancel_local(turn_id=turn.pk) and turn.worker:
+        layer = get_channel_layer(channel_layer_alias)
+        if layer is not None:
+            await layer.send(turn.worker, {"type": "run.cancel", "turn": turn.pk})
+    return turn
+
+
+# --- share links ---------------------------------------------------------------------------------------
+
+
+def share_token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def share_link_create(*, conversation: Conversation) -> tuple[ShareLink, str]:
+    """A new read-only link. Returns the row and the token, which is shown once and never stored."""
+    token = secrets.token_urlsafe(32)
+    link = ShareLink.objects.create(conversation=conversation, token_hash=share_token_hash(token))
+    return link, token
+
+
+def share_link_revoke(*, link: ShareLink) -> None:
+    if link.revoked_at is None:
+        link.revoked_at = timezone.now()
+        link.save(update_fields=["revoked_at"])
