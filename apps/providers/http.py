@@ -1,0 +1,55 @@
+"""One shared ``httpx.AsyncClient`` per running event loop.
+
+A client's connection pool belongs to the loop that opened it, so the cache is keyed by loop: Daphne's
+single loop gets one long-lived pool, and tests that run a loop per test get a fresh client each. Callers
+pass their own per-request timeouts; the client's defaults below only guard calls that forget to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+
+import httpx
+
+# The load benchmark streams 600 answers at once from one upstream host; leave headroom above that.
+MAX_CONNECTIONS = 1024
+MAX_KEEPALIVE_CONNECTIONS = 256
+KEEPALIVE_EXPIRY_S = 30.0
+
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def client_timeout(
+    *, connect: float = 10.0, read: float = 120.0, write: float = 30.0, pool: float = 30.0
+) -> httpx.Timeout:
+    """An explicit timeout for every phase of a request (httpx has no total deadline: callers add one)."""
+    return httpx.Timeout(connect=connect, read=read, write=write, pool=pool)
+
+
+def shared_client() -> httpx.AsyncClient:
+    """The client of the running loop, created on first use. Must be called from inside a running loop."""
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None or client.is_closed:
+        client = httpx.AsyncClient(
+            timeout=client_timeout(),
+            limits=httpx.Limits(
+                max_connections=MAX_CONNECTIONS,
+                max_keepalive_connections=MAX_KEEPALIVE_CONNECTIONS,
+                keepalive_expiry=KEEPALIVE_EXPIRY_S,
+            ),
+            follow_redirects=False,
+            headers={"User-Agent": "FusionRoom/0.1"},
+        )
+        _clients[loop] = client
+    return client
+
+
+async def shared_client_close() -> None:
+    """Close the running loop's client, if it has one (server shutdown, test teardown)."""
+    client = _clients.pop(asyncio.get_running_loop(), None)
+    if client is not None:
+        await client.aclose()
