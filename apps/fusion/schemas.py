@@ -108,7 +108,10 @@ class StepStats(BaseModel):
 
 class Totals(BaseModel):
     steps: list[StepStats] = Field(default_factory=list)
+    # ``usage.cost`` is None as soon as one step's cost is unknown; ``known_cost`` is the sum of the
+    # costs that are known, so a caller can show "at least $x" instead of nothing.
     usage: Usage = Field(default_factory=Usage)
+    known_cost: float = 0.0
     duration_ms: float = 0.0
 
 
