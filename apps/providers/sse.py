@@ -16,7 +16,8 @@ DONE = "[DONE]"
 class SSEDecoder:
     """Feed it lines (without their line ending); it hands back each complete event's data.
 
-    ``done`` turns true once ``[DONE]`` was seen, so a caller can tell a finished stream from a cut one.
+    ``[DONE]`` is not handed back: ``done`` turns true instead, so a caller can tell a finished stream from a
+    cut one.
     """
 
     def __init__(self) -> None:
@@ -31,6 +32,9 @@ class SSEDecoder:
                 return None
             data = "\n".join(self._data)
             self._data = []
+            if data.strip() == DONE:
+                self.done = True
+                return None
             return data
         if line.startswith(":"):
             return None
@@ -50,9 +54,7 @@ async def sse_data(lines: AsyncIterable[str], decoder: SSEDecoder | None = None)
     decoder = decoder if decoder is not None else SSEDecoder()
     async for line in lines:
         data = decoder.feed(line)
-        if data is None:
-            continue
-        if data.strip() == DONE:
-            decoder.done = True
+        if decoder.done:
             return
-        yield data
+        if data is not None:
+            yield data

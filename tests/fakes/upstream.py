@@ -102,8 +102,12 @@ class ModelScript:
     drop_after: int | None = None
     # Tool calls the model makes: [{"name": "web_search", "arguments": {...} or "json", "id": optional}].
     tool_calls: list[dict[str, Any]] | None = None
+    # End the response cleanly after K chunks, with no finish_reason and no ``[DONE]``.
+    end_after: int | None = None
     # Skip ``data: [DONE]`` at the end (some servers only close the stream).
     send_done: bool = True
+    # Answer with one JSON completion even when asked to stream (some servers do).
+    ignore_stream: bool = False
 
 
 @dataclass
@@ -341,7 +345,7 @@ class FakeUpstream:
             )
             return True
         answer = _Answer.build(script, request)
-        if request.body.get("stream"):
+        if request.body.get("stream") and not script.ignore_stream:
             self.active_streams += 1
             self.max_active_streams = max(self.max_active_streams, self.active_streams)
             try:
@@ -388,6 +392,9 @@ class FakeUpstream:
         if answer.reasoning:
             await event(answer.chunk({"role": "assistant", "content": "", "reasoning": answer.reasoning}))
         for index, piece in enumerate(answer.pieces):
+            if index == script.end_after:
+                await send("")
+                return True
             if index == script.drop_after:
                 writer.transport.abort()
                 return False

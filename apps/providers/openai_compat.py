@@ -1,0 +1,291 @@
+"""The client for OpenRouter and any OpenAI-compatible server (Ollama, vLLM, LM Studio).
+
+``stream()`` POSTs ``{base_url}/chat/completions`` with ``stream: true`` and yields the contract's chunks.
+Failures before the first token that may go away (408, 429, 5xx, connection errors, timeouts) are retried with
+exponential backoff and jitter, honouring ``Retry-After``; once anything was yielded nothing is retried, since
+the caller has already shown it. A read timeout ends a stalled stream and a total deadline bounds the whole
+call, retries and waits included. No Django here: the registry passes the configuration in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, NamedTuple, Protocol
+
+import httpx
+from pydantic import ValidationError
+
+from apps.providers.base import (
+    CompletionRequest,
+    Finish,
+    ProviderError,
+    StreamChunk,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+    UsageReport,
+)
+from apps.providers.http import shared_client
+from apps.providers.openai_wire import (
+    WireChunk,
+    chunk_deltas,
+    error_from_status,
+    redact,
+    retry_after_seconds,
+    status_retryable,
+)
+from apps.providers.sse import SSEDecoder
+
+logger = logging.getLogger(__name__)
+
+MAX_ERROR_BODY = 64 * 1024
+
+
+class _KnowsStructuredOutput(Protocol):
+    @property
+    def supports_structured_output(self) -> bool: ...
+
+
+StructuredOutputSource = Callable[[str], bool] | Mapping[str, _KnowsStructuredOutput]
+
+
+class Completion(NamedTuple):
+    text: str
+    usage: Usage
+    # Assembled OpenAI-shaped calls: {"id", "type": "function", "function": {"name", "arguments"}}.
+    tool_calls: list[dict[str, Any]]
+
+
+class _Progress:
+    """What one call has received so far, across its attempts."""
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+        self.yielded = False
+        self.finish_reason: str | None = None
+        self.model: str | None = None
+
+
+class OpenAICompatClient:
+    is_demo = False
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str | None = None,
+        provider: str = "openrouter",
+        strip_prefix: str = "",
+        max_retries: int = 3,
+        total_timeout: float = 600.0,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 120.0,
+        extra_headers: Mapping[str, str] | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        structured_output: StructuredOutputSource | None = None,
+        backoff_base: float = 0.5,
+        backoff_max: float = 20.0,
+        retry_after_cap: float = 60.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.provider = provider
+        self.strip_prefix = strip_prefix
+        self.max_retries = max_retries
+        self.total_timeout = total_timeout
+        self.read_timeout = read_timeout
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.retry_after_cap = retry_after_cap
+        self._api_key = api_key or ""
+        self._headers = {"Accept": "text/event-stream", **(extra_headers or {})}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        self._timeout = httpx.Timeout(connect=connect_timeout, read=read_timeout, write=30.0, pool=30.0)
+        self._http = http_client
+        self._structured_output = structured_output
+
+    def __repr__(self) -> str:  # never shows the key
+        return f"OpenAICompatClient(provider={self.provider!r}, base_url={self.base_url!r})"
+
+    def supports_structured_output(self, model: str) -> bool:
+        source = self._structured_output
+        if source is None:
+            return False
+        if callable(source):
+            return source(model)
+        info = source.get(model) or source.get(self.upstream_model(model))
+        return bool(info and info.supports_structured_output)
+
+    def upstream_model(self, model: str) -> str:
+        """The id the server knows the model by (``ollama/llama3.2`` -> ``llama3.2``)."""
+        return model.removeprefix(self.strip_prefix) if self.strip_prefix else model
+
+    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.total_timeout
+        progress = _Progress()
+        attempt = 0
+        while True:
+            try:
+                async for chunk in self._attempt(request, progress, deadline):
+                    yield chunk
+                return
+            except ProviderError as exc:
+                exc.partial_text = "".join(progress.text)
+                exc.model = exc.model or request.model
+                if progress.yielded or not exc.retryable or attempt >= self.max_retries:
+                    raise
+                delay = self._backoff(attempt, exc.retry_after)
+                if loop.time() + delay >= deadline:
+                    raise
+                logger.warning(
+                    "%s: %s failed (%s), retry %d/%d in %.2fs",
+                    *(self.provider, request.model, exc.message, attempt + 1, self.max_retries, delay),
+                )
+                await asyncio.sleep(delay)
+                attempt += 1
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        """The whole answer at once (built on ``stream``): text, usage and assembled tool calls."""
+        text: list[str] = []
+        usage = Usage()
+        calls: dict[int, dict[str, Any]] = {}
+        async for chunk in self.stream(request):
+            if isinstance(chunk, TextDelta):
+                text.append(chunk.text)
+            elif isinstance(chunk, UsageReport):
+                usage = chunk.usage
+            elif isinstance(chunk, ToolCallDelta):
+                call = calls.setdefault(
+                    chunk.index, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
+                )
+                call["id"] = chunk.id or call["id"]
+                call["function"]["name"] += chunk.name or ""
+                call["function"]["arguments"] += chunk.arguments
+        return Completion("".join(text), usage, [calls[index] for index in sorted(calls)])
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return retry_after
+        ceiling = min(self.backoff_max, self.backoff_base * 2**attempt)
+        return ceiling * random.uniform(0.5, 1.0)
+
+    def _body(self, request: CompletionRequest) -> dict[str, Any]:
+        body = request.model_dump(mode="json", exclude_none=True)
+        body["model"] = self.upstream_model(request.model)
+        body["stream"] = True
+        # OpenAI-compatible servers only report usage when asked; OpenRouter always does and ignores this.
+        body["stream_options"] = {"include_usage": True}
+        return body
+
+    def _error(self, message: str, **kwargs: Any) -> ProviderError:
+        return ProviderError(redact(f"{self.provider}: {message}", (self._api_key,)), **kwargs)
+
+    async def _attempt(
+        self, request: CompletionRequest, progress: _Progress, deadline: float
+    ) -> AsyncIterator[StreamChunk]:
+        client = self._http or shared_client()
+        http_request = client.build_request(
+            "POST",
+            f"{self.base_url}/chat/completions",
+            json=self._body(request),
+            headers=self._headers,
+            timeout=self._timeout,
+        )
+        try:
+            response = await self._within(deadline, client.send(http_request, stream=True))
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from None
+        try:
+            if response.status_code >= 400:
+                body = await self._within(deadline, response.aread())
+                raise error_from_status(
+                    response.status_code,
+                    body[:MAX_ERROR_BODY],
+                    provider=self.provider,
+                    retry_after=retry_after_seconds(
+                        response.headers.get("retry-after"), cap=self.retry_after_cap
+                    ),
+                    secrets=(self._api_key,),
+                )
+            async for chunk in self._chunks(response, progress, deadline):
+                if not isinstance(chunk, UsageReport | Finish):
+                    progress.yielded = True
+                yield chunk
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from None
+        finally:
+            await response.aclose()
+
+    async def _chunks(
+        self, response: httpx.Response, progress: _Progress, deadline: float
+    ) -> AsyncIterator[StreamChunk]:
+        decoder = SSEDecoder()
+        if response.headers.get("content-type", "").startswith("application/json"):
+            # A server that ignored ``stream: true`` sent the whole completion at once.
+            for chunk in self._parse(await self._within(deadline, response.aread()), progress):
+                yield chunk
+            decoder.done = True
+        else:
+            lines = response.aiter_lines()
+            while not decoder.done:
+                line = await self._within(deadline, anext(lines, None), stall=True)
+                if line is None:
+                    break
+                data = decoder.feed(line)
+                for chunk in self._parse(data, progress) if data is not None else ():
+                    yield chunk
+        if not decoder.done and progress.finish_reason is None:
+            raise self._error("the connection closed before the answer was complete", retryable=True)
+        yield Finish(reason=progress.finish_reason, model=progress.model)
+
+    def _parse(self, data: str | bytes, progress: _Progress) -> list[StreamChunk]:
+        try:
+            chunk = WireChunk.model_validate_json(data)
+        except ValidationError as exc:
+            raise self._error(f"sent a malformed chunk ({exc.errors()[0]['msg']})") from None
+        progress.model = chunk.model or progress.model
+        if chunk.error is not None:
+            code = chunk.error.code
+            raise self._error(
+                chunk.error.message,
+                code=None if code is None else str(code),
+                status_code=code if isinstance(code, int) else None,
+                retryable=code == "server_error" or (isinstance(code, int) and status_retryable(code)),
+            )
+        out: list[StreamChunk] = []
+        for choice in chunk.choices:
+            for piece in chunk_deltas(choice):
+                if isinstance(piece, TextDelta):
+                    progress.text.append(piece.text)
+                out.append(piece)
+            if choice.finish_reason == "error":
+                raise self._error("the answer ended with an error", retryable=True)
+            progress.finish_reason = choice.finish_reason or progress.finish_reason
+        if chunk.usage is not None:
+            out.append(UsageReport(usage=chunk.usage.to_usage()))
+        return out
+
+    async def _within(self, deadline: float, awaitable: Any, *, stall: bool = False) -> Any:
+        """Await with the total deadline (and, for stream reads, the read timeout) as our own errors."""
+        remaining = deadline - asyncio.get_running_loop().time()
+        limit = min(remaining, self.read_timeout) if stall else remaining
+        try:
+            async with asyncio.timeout(max(limit, 0)):
+                return await awaitable
+        except TimeoutError:
+            if stall and self.read_timeout < remaining:
+                message = f"sent nothing for {self.read_timeout:g}s"
+                raise self._error(message, code="timeout", retryable=True) from None
+            message = f"no complete answer within {self.total_timeout:g}s"
+            raise self._error(message, code="timeout", retryable=False) from None
+
+    def _transport_error(self, exc: httpx.HTTPError) -> ProviderError:
+        if isinstance(exc, httpx.TimeoutException):
+            return self._error(f"timed out ({type(exc).__name__})", code="timeout", retryable=True)
+        return self._error(
+            f"connection failed ({type(exc).__name__}: {exc})", code="connection", retryable=True
+        )
