@@ -1,0 +1,50 @@
+"""The API keys page: create (the full key shown once), list and revoke the signed-in user's keys."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from apps.accounts.api_keys import api_key_create, api_key_list_for, api_key_revoke
+from apps.accounts.models import ApiKey
+
+
+class ApiKeyForm(forms.Form):
+    name = forms.CharField(max_length=80, required=True, help_text="Where it is used, e.g. “laptop script”.")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def keys_page(request: HttpRequest) -> HttpResponse:
+    new_key = ""
+    status = 200
+    if request.method == "POST":
+        form = ApiKeyForm(request.POST)
+        if form.is_valid():
+            _, new_key = api_key_create(user=request.user, name=form.cleaned_data["name"])
+            form = ApiKeyForm()
+            status = 201
+        else:
+            status = 400
+    else:
+        form = ApiKeyForm()
+    # The new key is rendered into this one response and stored nowhere: a reload does not show it again.
+    context = {"form": form, "keys": api_key_list_for(user=request.user), "new_key": new_key}
+    response = render(request, "accounts/keys.html", context, status=status)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_POST
+def key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
+    try:
+        key = api_key_revoke(user=request.user, key_id=key_id)
+    except ApiKey.DoesNotExist:
+        raise Http404("No such key") from None
+    messages.success(request, f"Key “{key.name}” revoked.")
+    return redirect("api_keys")
