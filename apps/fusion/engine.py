@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from apps.fusion.analysis import analysis_run
@@ -95,8 +95,10 @@ async def run_fusion(request: FusionRequest, *, gateway: ModelGateway) -> AsyncI
     steps: list[StepStats] = []
     try:
         seats: list[_Seat] = []
-        async for event in _panel_run(request=request, gateway=gateway, seats=seats):
-            yield event
+        # Inner generators are closed explicitly: closing this one must reach their ``finally`` now.
+        async with contextlib.aclosing(_panel_run(request=request, gateway=gateway, seats=seats)) as panel:
+            async for event in panel:
+                yield event
         steps.extend(_seat_step(seat) for seat in seats)
         answers = [
             PanelAnswerText(seat=seat.spec.seat, model=seat.spec.model, content=seat.outcome.content)
@@ -148,12 +150,14 @@ async def run_fusion(request: FusionRequest, *, gateway: ModelGateway) -> AsyncI
             missing=missing,
         )
         yield FinalStarted(model=request.writer)
-        async for event in _writer_run(request=request, gateway=gateway, messages=messages, steps=steps):
-            if isinstance(event, RunFailed):
-                event.totals = totals_build(steps=steps, started=started)
-            yield event
-            if isinstance(event, RunFailed):
-                return
+        writer = _writer_run(request=request, gateway=gateway, messages=messages, steps=steps)
+        async with contextlib.aclosing(writer) as final:
+            async for event in final:
+                if isinstance(event, RunFailed):
+                    event.totals = totals_build(steps=steps, started=started)
+                    yield event
+                    return
+                yield event
         yield RunDone(totals=totals_build(steps=steps, started=started))
     except Exception as error:  # a defect of ours or a client's: still end the stream with a terminal event
         yield RunFailed(
@@ -165,7 +169,7 @@ async def run_fusion(request: FusionRequest, *, gateway: ModelGateway) -> AsyncI
 
 async def _panel_run(
     *, request: FusionRequest, gateway: ModelGateway, seats: list[_Seat]
-) -> AsyncIterator[FusionEvent]:
+) -> AsyncGenerator[FusionEvent, None]:
     """Run every seat concurrently and yield their events; fill ``seats`` with each seat's outcome."""
     options = request.options
     queue: asyncio.Queue[FusionEvent] = asyncio.Queue()
@@ -286,7 +290,7 @@ def _seat_step(seat: _Seat) -> StepStats:
 
 async def _writer_run(
     *, request: FusionRequest, gateway: ModelGateway, messages: list[ChatMessage], steps: list[StepStats]
-) -> AsyncIterator[FinalDelta | FinalDone | RunFailed]:
+) -> AsyncGenerator[FinalDelta | FinalDone | RunFailed, None]:
     """Stream the writer: ``final.delta``* then ``final.done``, or ``run.failed(writer_failed)``.
 
     Appends the writer's step to ``steps`` either way.
