@@ -213,6 +213,40 @@ class TurnState:
     def model_names(self) -> dict[str, str]:
         return {seat.model: seat.name for seat in self.seats}
 
+    @property
+    def analysis_view(self) -> dict[str, Any] | None:
+        """The analysis with model ids replaced by the names the columns show."""
+        if not self.analysis:
+            return None
+        names = self.model_names
+        a = self.analysis
+
+        def name(model: Any) -> str:
+            return names.get(str(model), str(model))
+
+        return {
+            "consensus": a.get("consensus", []),
+            "contradictions": [
+                {
+                    "topic": c.get("topic", ""),
+                    "stances": [
+                        {"model": name(s.get("model")), "stance": s.get("stance", "")}
+                        for s in c.get("stances", [])
+                    ],
+                }
+                for c in a.get("contradictions", [])
+            ],
+            "partial_coverage": [
+                {"point": p.get("point", ""), "models": [name(m) for m in p.get("models", [])]}
+                for p in a.get("partial_coverage", [])
+            ],
+            "unique_insights": [
+                {"model": name(u.get("model")), "insight": u.get("insight", "")}
+                for u in a.get("unique_insights", [])
+            ],
+            "blind_spots": a.get("blind_spots", []),
+        }
+
     # --- event application (the recorder) ---------------------------------------------------------------
 
     def seat(self, number: int) -> SeatState:

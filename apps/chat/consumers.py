@@ -1,0 +1,174 @@
+"""The chatroom socket: ``/ws/conversations/<id>/``, the owner's live view of one conversation.
+
+Out: everything the turn recorders broadcast to ``conversation.<id>`` (text deltas, HTML fragments), snapshots
+on request, and ``error`` frames. In: ``frames.InboundFrame``. Strangers and anonymous visitors are closed
+with a 4xxx code before any data is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from apps.chat import rendering, selectors, services
+from apps.chat.frames import CancelFrame, FrameError, ResyncFrame, SendFrame, frame_parse
+from apps.chat.models import Conversation, Turn
+from apps.chat.recorder import conversation_group
+from apps.chat.services import ChatError
+from apps.panels.models import Panel
+from apps.panels.selectors import panel_get_for
+
+logger = logging.getLogger(__name__)
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_NOT_FOUND = 4404
+
+
+class ConversationConsumer(AsyncWebsocketConsumer):
+    conversation: Conversation
+    group = ""
+
+    async def connect(self) -> None:
+        self._pending: dict[int, asyncio.Task[None]] = {}
+        user = self.scope.get("user")
+        conversation_id = int(self.scope["url_route"]["kwargs"]["conversation_id"])
+        # Accept, then close with a code the page can tell apart (a refused handshake only says 1006).
+        await self.accept()
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        conversation = await _conversation_for(user, conversation_id)
+        if conversation is None:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        self.conversation = conversation
+        self.group = conversation_group(conversation.pk)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        running = await database_sync_to_async(selectors.running_turn_ids)(conversation_id=conversation.pk)
+        await self.send(text_data=rendering.frame({"type": "hello", "running": running}))
+
+    async def disconnect(self, code: int) -> None:
+        for task in getattr(self, "_pending", {}).values():
+            task.cancel()
+        if self.group:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if not self.group:
+            return
+        try:
+            frame = frame_parse(text_data)
+            if isinstance(frame, SendFrame):
+                await self._send_prompt(frame)
+            elif isinstance(frame, CancelFrame):
+                await self._cancel(frame)
+            elif isinstance(frame, ResyncFrame):
+                await self._resync(frame.turn)
+        except (FrameError, ChatError) as error:
+            await self._error(str(error))
+        except Exception:
+            logger.exception("conversation %s: handling a frame failed", self.conversation.pk)
+            await self._error("Something went wrong on the server; try again.")
+
+    # --- inbound -----------------------------------------------------------------------------------------
+
+    async def _send_prompt(self, frame: SendFrame) -> None:
+        user = self.scope["user"]
+        panel = await _panel_for(user, frame.panel)
+        if panel is None:
+            raise ChatError("That panel does not exist (or is not yours). Pick another one.")
+        try:
+            await services.turn_start(
+                user=user,
+                conversation=self.conversation,
+                prompt=frame.prompt,
+                panel=panel,
+                channel_layer_alias=self.channel_layer_alias,
+            )
+        except Conversation.DoesNotExist:
+            raise ChatError("This conversation no longer exists.") from None
+
+    async def _cancel(self, frame: CancelFrame) -> None:
+        try:
+            turn = await services.turn_cancel(
+                user=self.scope["user"], turn_id=frame.turn, channel_layer_alias=self.channel_layer_alias
+            )
+        except Turn.DoesNotExist:
+            raise ChatError("There is no such turn to cancel.") from None
+        if turn.status != Turn.Status.RUNNING:
+            await self._send_db_snapshot(turn.pk)
+
+    async def _resync(self, turn_id: int) -> None:
+        turn = await _turn_in(self.conversation.pk, turn_id)
+        if turn is None:
+            raise ChatError("There is no such turn in this conversation.")
+        if turn.status == Turn.Status.RUNNING and turn.worker:
+            # The recorder answers on our channel, in order with the deltas that follow. If it is gone
+            # (the run just ended, or its process died) the database answers instead.
+            if turn_id not in self._pending:
+                self._pending[turn_id] = asyncio.create_task(self._snapshot_fallback(turn_id))
+            await self.channel_layer.send(
+                turn.worker, {"type": "run.snapshot", "reply_channel": self.channel_name, "turn": turn_id}
+            )
+        else:
+            await self._send_db_snapshot(turn_id)
+
+    async def _snapshot_fallback(self, turn_id: int) -> None:
+        await asyncio.sleep(float(getattr(settings, "CHAT_SNAPSHOT_TIMEOUT_SECONDS", 3.0)))
+        if self._pending.pop(turn_id, None) is not None:
+            await database_sync_to_async(services.turns_reap_stale)(conversation_id=self.conversation.pk)
+            await self._send_db_snapshot(turn_id)
+
+    async def _send_db_snapshot(self, turn_id: int) -> None:
+        text = await _db_snapshot(self.conversation.pk, turn_id)
+        if text is not None:
+            await self.send(text_data=text)
+
+    async def _error(self, message: str) -> None:
+        await self.send(text_data=rendering.error_frame(message))
+
+    # --- from the channel layer -------------------------------------------------------------------------
+
+    async def chat_frame(self, event: dict[str, Any]) -> None:
+        await self.send(text_data=event["text"])
+
+    async def chat_snapshot(self, event: dict[str, Any]) -> None:
+        task = self._pending.pop(int(event["turn"]), None)
+        if task is not None:
+            task.cancel()
+        await self.send(text_data=event["text"])
+
+
+@database_sync_to_async
+def _conversation_for(user: Any, conversation_id: int) -> Conversation | None:
+    try:
+        conversation = selectors.conversation_get_for(user=user, conversation_id=conversation_id)
+    except Conversation.DoesNotExist:
+        return None
+    services.turns_reap_stale(conversation_id=conversation.pk)
+    return conversation
+
+
+@database_sync_to_async
+def _panel_for(user: Any, panel_id: int) -> Panel | None:
+    try:
+        return panel_get_for(user=user, panel_id=panel_id)
+    except Panel.DoesNotExist:
+        return None
+
+
+@database_sync_to_async
+def _turn_in(conversation_id: int, turn_id: int) -> Turn | None:
+    return Turn.objects.filter(pk=turn_id, conversation_id=conversation_id).first()
+
+
+@database_sync_to_async
+def _db_snapshot(conversation_id: int, turn_id: int) -> str | None:
+    if not Turn.objects.filter(pk=turn_id, conversation_id=conversation_id).exists():
+        return None
+    return rendering.snapshot_frame(selectors.turn_state_for(turn_id=turn_id))

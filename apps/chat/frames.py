@@ -1,0 +1,74 @@
+"""What a browser may send down the chatroom socket, as pydantic models, and how a bad frame is explained.
+
+Frames are JSON text with a ``type``: ``send`` (a prompt for a panel), ``cancel`` (a running turn) and
+``resync`` (ask for a fresh snapshot of a turn, after a gap in its deltas). Anything else gets an ``error``
+frame whose message says what was wrong; the socket stays open.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+# Enough for the longest allowed prompt even if every character is JSON-escaped; checked before parsing.
+MAX_FRAME_CHARS = 256 * 1024
+
+
+class FrameError(ValueError):
+    """A frame we cannot act on, with a message for the page."""
+
+
+class SendFrame(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["send"]
+    # The prompt's own limits are checked by the service, which words them for the person.
+    prompt: str
+    panel: int = Field(ge=1)
+
+
+class CancelFrame(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["cancel"]
+    turn: int = Field(ge=1)
+
+
+class ResyncFrame(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["resync"]
+    turn: int = Field(ge=1)
+
+
+InboundFrame = Annotated[SendFrame | CancelFrame | ResyncFrame, Field(discriminator="type")]
+_ADAPTER: TypeAdapter[SendFrame | CancelFrame | ResyncFrame] = TypeAdapter(InboundFrame)  # type: ignore[arg-type]
+
+
+def frame_parse(text: str | None) -> SendFrame | CancelFrame | ResyncFrame:
+    """Validate one inbound frame; ``FrameError`` says what is wrong with it."""
+    if text is None:
+        raise FrameError("Send JSON text frames; binary frames are not understood.")
+    if len(text) > MAX_FRAME_CHARS:
+        size, limit = len(text) // 1024, MAX_FRAME_CHARS // 1024
+        raise FrameError(f"That message is too large ({size:,} KiB); the limit is {limit} KiB.")
+    try:
+        return _ADAPTER.validate_json(text)
+    except ValidationError as exc:
+        raise FrameError(_explain(exc)) from None
+
+
+def _explain(exc: ValidationError) -> str:
+    error = exc.errors(include_url=False)[0]
+    kind = error["type"]
+    where = ".".join(str(part) for part in error["loc"])
+    if kind == "json_invalid":
+        return "That message is not valid JSON."
+    if kind in ("union_tag_invalid", "union_tag_not_found", "model_attributes_type", "model_type"):
+        return "Unknown message: expected a JSON object with type send, cancel or resync."
+    if kind == "missing":
+        return f"The message lacks {where.split('.', 1)[-1]!r}."
+    if kind == "extra_forbidden":
+        return f"The message has an unexpected field {where.split('.', 1)[-1]!r}."
+    return f"Bad value for {where.split('.', 1)[-1]!r}: {error['msg']}."

@@ -1,0 +1,207 @@
+"""Fixtures for the chatroom tests: users, logged-in sockets on the full ASGI application, frame helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.test import Client
+
+from apps.chat.models import Conversation, Turn
+from apps.chat.services import conversation_create
+from apps.panels.models import Panel
+
+ORIGIN = b"http://localhost"
+FRAME_TIMEOUT = 5.0
+
+
+@pytest.fixture(autouse=True)
+def _fast_models(settings: Any) -> None:
+    settings.DEMO_MODEL_DELAY = 0
+    settings.CHAT_FLUSH_SECONDS = 0.05
+    settings.CHAT_SNAPSHOT_TIMEOUT_SECONDS = 1.0
+
+
+def user_make(username: str) -> AbstractBaseUser:
+    return get_user_model().objects.create_user(username=username, password="a long enough pass phrase")
+
+
+def session_cookie(user: AbstractBaseUser) -> str:
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}"
+
+
+def demo_panel() -> Panel:
+    return Panel.objects.get(owner=None, slug="demo")
+
+
+@dataclass
+class Socket:
+    """A WebSocket client of the full application with helpers to read its frames."""
+
+    communicator: WebsocketCommunicator
+    frames: list[dict[str, Any]] = field(default_factory=list)
+
+    async def send(self, payload: dict[str, Any] | str) -> None:
+        text = payload if isinstance(payload, str) else json.dumps(payload)
+        await self.communicator.send_to(text_data=text)
+
+    async def receive(self, timeout: float = FRAME_TIMEOUT) -> dict[str, Any]:
+        frame: dict[str, Any] = json.loads(await self.communicator.receive_from(timeout=timeout))
+        self.frames.append(frame)
+        return frame
+
+    async def receive_until(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 20.0
+    ) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = await self.receive(timeout=timeout)
+                if predicate(frame):
+                    return frame
+
+    async def close(self) -> None:
+        await self.communicator.disconnect()
+
+
+def turn_ended(turn_id: int | None = None) -> Callable[[dict[str, Any]], bool]:
+    def check(frame: dict[str, Any]) -> bool:
+        return (
+            frame.get("type") in ("snapshot", "html")
+            and frame.get("status") not in (None, "running")
+            and (turn_id is None or frame.get("turn") == turn_id)
+        )
+
+    return check
+
+
+def application() -> Any:
+    from fusionroom.asgi import application
+
+    return application
+
+
+async def socket_open(
+    conversation_id: int | str,
+    *,
+    cookie: str | None,
+    origin: bytes | None = ORIGIN,
+    app: Any = None,
+) -> tuple[Socket, bool, Any]:
+    headers = []
+    if origin is not None:
+        headers.append((b"origin", origin))
+    if cookie:
+        headers.append((b"cookie", cookie.encode()))
+    communicator = WebsocketCommunicator(
+        app or application(), f"/ws/conversations/{conversation_id}/", headers=headers
+    )
+    connected, code = await communicator.connect(timeout=FRAME_TIMEOUT)
+    return Socket(communicator), connected, code
+
+
+@pytest.fixture
+async def no_leftover_runs() -> AsyncIterator[None]:
+    """Cancel runs a failing test left behind, so they do not write into the next test's database."""
+    yield
+    from apps.chat.recorder import _LIVE
+    from apps.chat.runs import _TASKS
+
+    for recorder in list(_LIVE.values()):
+        recorder.cancel()
+    tasks = list(_TASKS.values())
+    if tasks:
+        await asyncio.wait(tasks, timeout=5)
+
+
+@dataclass
+class Room:
+    """One user's conversation and a way to open sockets on it."""
+
+    user: AbstractBaseUser
+    cookie: str
+    conversation: Conversation
+    panel: Panel
+
+    async def open(self, **kwargs: Any) -> Socket:
+        socket, connected, _code = await socket_open(self.conversation.pk, cookie=self.cookie, **kwargs)
+        assert connected
+        hello = await socket.receive()
+        assert hello["type"] == "hello"
+        return socket
+
+    async def turn(self, turn_id: int) -> Turn:
+        return await sync_to_async(Turn.objects.get)(pk=turn_id)
+
+
+@pytest.fixture
+async def room(transactional_db: None, no_leftover_runs: None) -> Room:
+    def make() -> Room:
+        user = user_make("alice")
+        return Room(
+            user=user,
+            cookie=session_cookie(user),
+            conversation=conversation_create(owner=user),
+            panel=demo_panel(),
+        )
+
+    return await sync_to_async(make)()
+
+
+@pytest.fixture
+async def stranger(transactional_db: None) -> tuple[AbstractBaseUser, str]:
+    def make() -> tuple[AbstractBaseUser, str]:
+        user = user_make("mallory")
+        return user, session_cookie(user)
+
+    return await sync_to_async(make)()
+
+
+async def wait_for(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not await check():
+            await asyncio.sleep(0.02)
+
+
+_STREAM = re.compile(
+    r'<div class="stream" id="turn-(?P<turn>\d+)-(?P<key>seat-\d+|final)-text" data-offset="(?P<offset>\d+)">'
+    r"(?P<text>.*?)</div>",
+    re.S,
+)
+
+
+class Reassembler:
+    """Rebuilds each live text of a turn the way room.js does; counts what arrives out of order."""
+
+    def __init__(self) -> None:
+        self.texts: dict[str, str] = {}
+        self.gaps = 0
+        self.duplicates = 0
+
+    def apply(self, frame: dict[str, Any]) -> None:
+        kind = frame.get("type")
+        if kind in ("snapshot", "html"):
+            for match in _STREAM.finditer(frame["html"]):
+                text = html.unescape(match["text"])
+                assert len(text) == int(match["offset"]), "a stream's data-offset must be its length"
+                self.texts[match["key"]] = text
+        elif kind == "delta":
+            key = "final" if frame.get("final") else f"seat-{frame['seat']}"
+            have = self.texts.get(key, "")
+            if frame["offset"] > len(have):
+                self.gaps += 1
+                return
+            if frame["offset"] < len(have):
+                self.duplicates += 1
+            self.texts[key] = have + frame["text"][len(have) - frame["offset"] :]
