@@ -65,7 +65,7 @@ def _explain(exc: ValidationError) -> str:
     where = ".".join(str(part) for part in error["loc"])
     if kind == "json_invalid":
         return "That message is not valid JSON."
-    if kind in ("union_tag_invalid", "union_tag_not_found", "model_attributes_type", "model_type"):
+    if not error["loc"] or kind in ("union_tag_invalid", "union_tag_not_found"):
         return "Unknown message: expected a JSON object with type send, cancel or resync."
     if kind == "missing":
         return f"The message lacks {where.split('.', 1)[-1]!r}."

@@ -19,7 +19,8 @@ from django.test import Client
 
 from apps.chat.models import Conversation, Turn
 from apps.chat.services import conversation_create
-from apps.panels.models import Panel
+from apps.panels.models import Panel, PanelMember
+from apps.panels.presets import sync_preset_rows
 
 ORIGIN = b"http://localhost"
 FRAME_TIMEOUT = 5.0
@@ -43,6 +44,9 @@ def session_cookie(user: AbstractBaseUser) -> str:
 
 
 def demo_panel() -> Panel:
+    """The demo preset; transactional tests empty the tables, so put the presets back when they are gone."""
+    if not Panel.objects.filter(owner=None, slug="demo").exists():
+        sync_preset_rows(Panel, PanelMember)
     return Panel.objects.get(owner=None, slug="demo")
 
 

@@ -1,0 +1,61 @@
+"""Cancel stops everything in flight, keeps what streamed and marks the turn cancelled."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from apps.chat.models import PanelAnswer, Turn
+from apps.chat.recorder import recorder_for
+from tests.chat.conftest import Reassembler, Room, turn_ended
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def test_cancel_stops_the_run_and_keeps_what_streamed(room: Room, settings: Any) -> None:
+    settings.DEMO_MODEL_DELAY = 0.01
+    socket = await room.open()
+    await socket.send({"type": "send", "prompt": "Explain consensus protocols", "panel": room.panel.pk})
+    started = await socket.receive_until(lambda f: f["type"] == "snapshot")
+    turn_id = started["turn"]
+    texts = Reassembler()
+    texts.apply(started)
+
+    def streamed_some(frame: dict[str, Any]) -> bool:
+        texts.apply(frame)
+        return frame["type"] == "delta" and frame["offset"] > 20
+
+    await socket.receive_until(streamed_some)
+    await socket.send({"type": "cancel", "turn": turn_id})
+
+    def until_end(frame: dict[str, Any]) -> bool:
+        texts.apply(frame)
+        return turn_ended(turn_id)(frame)
+
+    ended = await socket.receive_until(until_end, timeout=5)
+    assert ended["status"] == "cancelled"
+    assert 'data-turn-status="cancelled"' in ended["html"] and "data-cancel-turn" not in ended["html"]
+    assert recorder_for(turn_id) is None
+
+    turn = await room.turn(turn_id)
+    answers = await sync_to_async(lambda: list(PanelAnswer.objects.filter(turn_id=turn_id)))()
+    assert turn.status == Turn.Status.CANCELLED and turn.failure_reason == "cancelled" and turn.finished_at
+    assert any(a.content for a in answers), "what streamed is kept"
+    for answer in answers:
+        assert answer.status in ("done", "cancelled")
+        assert texts.texts[f"seat-{answer.seat}"].startswith(answer.content[:20])
+    assert await socket.communicator.receive_nothing(timeout=0.3), "nothing streams after the cancel"
+    await socket.close()
+
+
+async def test_cancelling_a_finished_turn_changes_nothing(room: Room) -> None:
+    socket = await room.open()
+    await socket.send({"type": "send", "prompt": "Quick one", "panel": room.panel.pk})
+    ended = await socket.receive_until(turn_ended())
+    await socket.send({"type": "cancel", "turn": ended["turn"]})
+    again = await socket.receive()
+    assert again["type"] == "snapshot" and again["status"] == "done"
+    assert (await room.turn(ended["turn"])).status == "done"
+    await socket.close()

@@ -1,0 +1,205 @@
+"""A run over the socket: a prompt in; every seat's text, the analysis and the fused answer out, as saved."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from apps.chat.models import PanelAnswer, Turn
+from apps.chat.runs import run_task
+from tests.chat.conftest import Reassembler, Room, turn_ended, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PROMPT = "Which is better for a small team, PostgreSQL or MySQL?"
+
+
+async def answers_of(turn_id: int) -> list[PanelAnswer]:
+    return await sync_to_async(lambda: list(PanelAnswer.objects.filter(turn_id=turn_id).order_by("seat")))()
+
+
+async def run_to_end(room: Room, prompt: str = PROMPT) -> tuple[int, Reassembler, dict[str, Any]]:
+    socket = await room.open()
+    await socket.send({"type": "send", "prompt": prompt, "panel": room.panel.pk})
+    started = await socket.receive_until(lambda f: f["type"] == "snapshot")
+    assert started["status"] == "running"
+    turn_id = started["turn"]
+    texts = Reassembler()
+    texts.apply(started)
+
+    def apply_until_end(frame: dict[str, Any]) -> bool:
+        texts.apply(frame)
+        return turn_ended(turn_id)(frame)
+
+    ended = await socket.receive_until(apply_until_end)
+    await socket.close()
+    return turn_id, texts, ended
+
+
+async def test_a_prompt_streams_every_seat_then_analysis_then_fused_answer(room: Room) -> None:
+    turn_id, texts, ended = await run_to_end(room)
+    assert ended["type"] == "snapshot" and ended["status"] == "done"
+    assert texts.gaps == 0 and texts.duplicates == 0
+
+    turn = await room.turn(turn_id)
+    answers = await answers_of(turn_id)
+    assert turn.status == "done" and turn.phase == "finished" and turn.finished_at
+    assert [a.model_id for a in answers] == ["demo/atlas", "demo/birch", "demo/cedar"]
+    for answer in answers:
+        assert answer.status == "done" and answer.content
+        assert texts.texts[f"seat-{answer.seat}"] == answer.content
+        assert answer.completion_tokens > 0 and answer.duration_ms is not None
+    assert turn.final_text and texts.texts["final"] == turn.final_text
+    assert turn.analysis is not None and set(turn.analysis) >= {"consensus", "blind_spots"}
+    assert turn.totals["usage"]["total_tokens"] > 0
+
+    html = ended["html"]
+    assert 'data-turn-status="done"' in html and 'data-section="analysis"' in html
+    assert html.count('data-seat="') == 3 and 'data-model="demo/birch"' in html
+    assert 'data-section="final"' in html and "Consensus" in html and "Blind spots" in html
+    assert 'class="badge demo"' in html
+    conversation = await sync_to_async(lambda: type(room.conversation).objects.get(pk=room.conversation.pk))()
+    assert conversation.title == PROMPT and conversation.last_panel_id == room.panel.pk
+
+
+async def test_progress_is_announced_in_a_live_region_while_running(room: Room) -> None:
+    socket = await room.open()
+    await socket.send({"type": "send", "prompt": PROMPT, "panel": room.panel.pk})
+    progress: list[str] = []
+
+    def collect(frame: dict[str, Any]) -> bool:
+        if frame["type"] == "html":
+            assert frame["status"] == "running"
+            if 'aria-live="polite"' in frame["html"]:
+                progress.append(frame["html"])
+        return turn_ended()(frame)
+
+    await socket.receive_until(collect)
+    await socket.close()
+    joined = " ".join(progress)
+    assert "panel 1/3 done" in joined and "panel 3/3 done" in joined
+    assert "analysing" in joined and "writing" in joined
+
+
+async def test_a_follow_up_sends_the_earlier_turns_as_history(room: Room) -> None:
+    from apps.chat.services import fusion_request_for
+
+    first_id, _texts, _ended = await run_to_end(room)
+    second_id, _texts, ended = await run_to_end(room, "And for a team of fifty?")
+    assert ended["status"] == "done"
+    second = await room.turn(second_id)
+    assert second.position == 2
+    request = await sync_to_async(fusion_request_for)(turn=second)
+    first = await room.turn(first_id)
+    assert [(h.prompt, h.answer) for h in request.history] == [(PROMPT, first.final_text)]
+    assert request.prompt == "And for a team of fifty?"
+
+
+async def test_a_second_socket_sees_the_same_live_run(room: Room, settings: Any) -> None:
+    settings.DEMO_MODEL_DELAY = 0.002
+    watcher = await room.open()
+    turn_id, texts, _ended = await run_to_end(room)
+    seen = Reassembler()
+
+    def apply_until_end(frame: dict[str, Any]) -> bool:
+        seen.apply(frame)
+        return turn_ended(turn_id)(frame)
+
+    await watcher.receive_until(apply_until_end)
+    await watcher.close()
+    assert seen.texts == texts.texts and seen.gaps == 0
+
+
+async def test_closing_the_socket_does_not_stop_the_run(room: Room, settings: Any) -> None:
+    settings.DEMO_MODEL_DELAY = 0.002
+    socket = await room.open()
+    await socket.send({"type": "send", "prompt": PROMPT, "panel": room.panel.pk})
+    started = await socket.receive_until(lambda f: f["type"] == "snapshot")
+    await socket.close()
+    task = run_task(started["turn"])
+    assert task is not None
+    await asyncio.wait_for(task, timeout=20)
+    turn = await room.turn(started["turn"])
+    assert turn.status == "done" and turn.final_text
+
+
+async def test_reconnecting_mid_run_gets_a_snapshot_then_the_rest_without_loss_or_repeat(
+    room: Room, settings: Any
+) -> None:
+    settings.DEMO_MODEL_DELAY = 0.003
+    first = await room.open()
+    await first.send({"type": "send", "prompt": PROMPT, "panel": room.panel.pk})
+    started = await first.receive_until(lambda f: f["type"] == "snapshot")
+    turn_id = started["turn"]
+    await first.receive_until(lambda f: f["type"] == "delta" and f["offset"] > 40)
+    await first.close()
+    await asyncio.sleep(0.05)  # text streams on while nobody listens
+
+    second, _connected, _code = await __import__("tests.chat.conftest", fromlist=["x"]).socket_open(
+        room.conversation.pk, cookie=room.cookie
+    )
+    hello = await second.receive()
+    assert hello == {"type": "hello", "running": [turn_id]}
+    await second.send({"type": "resync", "turn": turn_id})
+    # Like room.js: anything about this turn before its snapshot is older than the snapshot.
+    snapshot = await second.receive_until(lambda f: f["type"] == "snapshot" and f["turn"] == turn_id)
+    assert snapshot["status"] == "running"
+    texts = Reassembler()
+    texts.apply(snapshot)
+    assert any(len(text) > 40 for text in texts.texts.values()), "the snapshot carries what streamed so far"
+
+    def strict(frame: dict[str, Any]) -> bool:
+        if frame["type"] == "delta":
+            key = "final" if frame.get("final") else f"seat-{frame['seat']}"
+            assert frame["offset"] == len(texts.texts.get(key, "")), "no gap, no duplicate after a snapshot"
+        texts.apply(frame)
+        return turn_ended(turn_id)(frame)
+
+    ended = await second.receive_until(strict)
+    await second.close()
+    assert ended["status"] == "done"
+    turn = await room.turn(turn_id)
+    answers = await answers_of(turn_id)
+    assert texts.texts["final"] == turn.final_text
+    for answer in answers:
+        if f"seat-{answer.seat}" in texts.texts:
+            assert texts.texts[f"seat-{answer.seat}"] == answer.content
+
+
+async def test_the_recorder_flushes_text_while_the_run_is_going(room: Room, settings: Any) -> None:
+    settings.DEMO_MODEL_DELAY = 0.004
+    socket = await room.open()
+    await socket.send({"type": "send", "prompt": PROMPT, "panel": room.panel.pk})
+    started = await socket.receive_until(lambda f: f["type"] == "snapshot")
+    turn_id = started["turn"]
+
+    async def some_text_saved() -> bool:
+        turn = await room.turn(turn_id)
+        answers = await answers_of(turn_id)
+        return turn.status == "running" and any(a.content for a in answers)
+
+    await wait_for(some_text_saved)
+    turn = await room.turn(turn_id)
+    assert turn.worker and turn.heartbeat_at is not None
+    await socket.receive_until(turn_ended(turn_id))
+    await socket.close()
+
+
+async def test_a_run_that_raises_marks_its_turn_interrupted(room: Room, monkeypatch: Any) -> None:
+    import apps.fusion.engine
+
+    async def broken(request: Any, *, gateway: Any) -> Any:
+        yield apps.fusion.engine.RunStarted(seats=request.seats, judge=request.judge, writer=request.writer)
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(apps.fusion.engine, "run_fusion", broken)
+    socket = await room.open()
+    await socket.send({"type": "send", "prompt": PROMPT, "panel": room.panel.pk})
+    ended = await socket.receive_until(turn_ended())
+    await socket.close()
+    assert ended["status"] == "interrupted"
+    turn = await room.turn(ended["turn"])
+    assert turn.status == Turn.Status.INTERRUPTED and "RuntimeError" in turn.error_message
