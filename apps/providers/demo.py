@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from apps.fusion.prompts import (
+    ANALYSIS_OPEN,
     NO_ANALYSIS,
     PanelAnswerText,
     analysis_block_parse,
@@ -49,7 +50,6 @@ from apps.providers.catalog import ModelInfo
 
 PANEL = ("demo/atlas", "demo/birch", "demo/cedar")
 JUDGE = "demo/judge"
-WRITER = "demo/writer"
 
 DEMO_MODELS: list[ModelInfo] = [
     ModelInfo(
@@ -122,17 +122,23 @@ class DemoClient:
 
 
 def demo_reply(request: CompletionRequest) -> str:
-    """The whole reply of a demo model to ``request`` (``UnknownModelError`` for unknown ids)."""
+    """The whole reply of a demo model to ``request`` (``UnknownModelError`` for unknown ids).
+
+    The judge and the writer recognise each other's task, so either can do both (as one model may be
+    judge and writer of a real run); any task other than theirs gets the analyst's answer from cedar.
+    """
+    if request.model not in _KNOWN:
+        raise UnknownModelError(request.model, f"No demo model is called {request.model}")
+    prompt = _last_user_text(request.messages)
     if request.model in PANEL:
-        return panel_answer(model=request.model, prompt=_last_user_text(request.messages))
-    if request.model == JUDGE:
-        analysis = judge_analysis(request.messages)
-        text = analysis.model_dump_json(indent=2)
+        return panel_answer(model=request.model, prompt=prompt)
+    if ANALYSIS_OPEN in prompt or NO_ANALYSIS in prompt:
+        return writer_answer(request.messages)
+    if any(m.role == "user" and answer_blocks_parse(m.content or "") for m in request.messages):
+        text = judge_analysis(request.messages).model_dump_json(indent=2)
         # Without structured output, answer the way many chat models do: JSON in a code fence.
         return text if request.response_format else f"```json\n{text}\n```"
-    if request.model == WRITER:
-        return writer_answer(request.messages)
-    raise UnknownModelError(request.model, f"No demo model is called {request.model}")
+    return panel_answer(model="demo/cedar", prompt=prompt)
 
 
 def _last_user_text(messages: Sequence[ChatMessage]) -> str:
@@ -453,9 +459,7 @@ def analysis_compute(*, answers: Sequence[PanelAnswerText], question: str = "") 
     distinct = {_words(stance) for _, stance in recommendations}
     if len(recommendations) >= 2 and not _all_similar(list(distinct)):
         topic = topic_parse(question) if question else None
-        name = (
-            f"Which to choose: {topic.options[0]} or {topic.options[1]}" if topic and topic.options else None
-        )
+        name = f"{topic.options[0]} or {topic.options[1]}" if topic and topic.options else None
         contradictions.append(
             Contradiction(
                 topic=name or "What to recommend",

@@ -200,3 +200,12 @@ async def test_a_whole_demo_run_fuses_a_computed_analysis(demo_gateway: FakeGate
     final = of_type(events, FinalDone)[0]
     assert isinstance(final, FinalDone) and done.analysis.consensus[0] in final.content
     assert isinstance(events[-1], RunDone) and events[-1].totals.usage.cost == 0.0
+
+
+async def test_the_demo_judge_can_also_write_as_in_self_fusion(demo_gateway: FakeGateway) -> None:
+    request = fusion_request(seats=PANEL, prompt=QUESTION, judge="demo/judge", writer="demo/judge")
+
+    events = await events_collect(run_fusion(request, gateway=demo_gateway))
+
+    final = of_type(events, FinalDone)[0]
+    assert final.content.startswith("## PostgreSQL or MySQL: the fused answer")
