@@ -101,12 +101,14 @@ def test_it_runs_real_openrouter_models_against_the_loopback_upstream(
             QUESTION, "--panel", "fake/alpha,fake/beta", "--judge", "fake/judge", "--writer", "fake/writer"
         )
 
-    assert "[1 fake/alpha] Alpha says PostgreSQL.\n[1 fake/alpha] Second line.\n" in output
+    assert "[1 fake/alpha] Alpha says PostgreSQL.\n" in output and "[1 fake/alpha] Second line.\n" in output
     assert "[2 fake/beta] failed (503): " in output and "Overloaded" in output
     assert "== Analysis by fake/judge ==" in output
     assert all(f"\n{title}\n" in output for title in SECTIONS)
     assert "The fused answer from the writer." in output
     assert "\nwriter  fake/writer" in output and "$0.002000" in output
+    # The judge's model has no price in the catalog: the total says so instead of guessing.
+    assert "unknown (at least $0.003000)" in output
     completions = upstream.completions()
     assert {r.model for r in completions} == {"fake/alpha", "fake/beta", "fake/judge", "fake/writer"}
     assert all(r.headers.get("authorization") == "Bearer sk-or-test" for r in completions)
