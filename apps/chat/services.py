@@ -31,6 +31,7 @@ from apps.chat.models import Conversation, PanelAnswer, ShareLink, Turn
 from apps.chat.state import seat_label
 from apps.fusion.schemas import MAX_PROMPT_CHARS, FusionOptions, FusionRequest, PriorTurn, SeatSpec
 from apps.panels.models import Panel
+from apps.providers.base import ProviderError
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -86,14 +87,13 @@ def title_from_prompt(prompt: str) -> str:
 
 
 def model_unavailable_reason(model: str) -> str | None:
-    """Why ``model`` cannot run on this server (None when it can)."""
-    if model.startswith("demo/"):
-        return None
-    prefix = model.lstrip("~").split("/", 1)[0]
-    if prefix in getattr(settings, "FUSIONROOM_ENDPOINTS", {}):
-        return None
-    if not settings.OPENROUTER_API_KEY:
-        return f"{model} needs OPENROUTER_API_KEY (or a FUSIONROOM_ENDPOINTS entry for {prefix!r})"
+    """Why ``model`` cannot run on this server (None when it can), as the provider registry words it."""
+    from apps.providers.registry import gateway_from_settings
+
+    try:
+        gateway_from_settings().route(model)
+    except ProviderError as exc:
+        return exc.message.rstrip(".")
     return None
 
 

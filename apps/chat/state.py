@@ -343,18 +343,13 @@ class TurnState:
 
 
 def seat_label(model: str) -> tuple[str, bool]:
-    """A model's display name and whether it is a demo model, from the catalog when it knows the model."""
-    name, is_demo = model, model.startswith("demo/")
-    try:
-        from apps.providers.catalog import get_catalog  # type: ignore[attr-defined,unused-ignore]
+    """A model's display name and whether it is a demo model (from the cached catalog: no network wait)."""
+    from apps.providers.registry import gateway_from_settings
 
-        info = get_catalog().get(model)
-    except Exception:  # the catalog is a nicety here: a column still shows the model id without it
-        info = None
-    if info is not None:
-        name = info.name or model
-        is_demo = is_demo or info.is_demo
-    return name, is_demo
+    gateway = gateway_from_settings()
+    info = gateway.model_info(model)
+    is_demo = gateway.is_demo(model) or bool(info and info.is_demo)
+    return (info.name if info and info.name else model), is_demo
 
 
 def turn_state_from_db(turn: Turn, answers: list[PanelAnswer] | None = None) -> TurnState:
