@@ -175,6 +175,7 @@ class FakeUpstream:
         self.requests: list[RecordedRequest] = []
         self.active_streams = 0
         self.max_active_streams = 0
+        self.connections_opened = 0
         self._counts: defaultdict[str, int] = defaultdict(int)
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
@@ -252,6 +253,7 @@ class FakeUpstream:
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)
+        self.connections_opened += 1
         try:
             while True:
                 request = await self._read_request(reader)
