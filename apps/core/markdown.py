@@ -164,4 +164,9 @@ def _render_cached(text: str) -> str:
 
 def render_markdown_uncached(text: str) -> str:
     """The work behind ``render_markdown`` without its cache (for measuring it)."""
-    return _CLEANER.clean(_MD.render(text))
+    return sanitize_html(_MD.render(text))
+
+
+def sanitize_html(html: str) -> str:
+    """The second layer alone: keep only the tags, attributes, classes and URL schemes our renderer emits."""
+    return _CLEANER.clean(html)
