@@ -70,6 +70,13 @@ class _Progress:
 
 
 class OpenAICompatClient:
+    """``ModelClient`` for one OpenAI-compatible server; safe to share across concurrent calls and loops.
+
+    ``strip_prefix`` turns our id into the server's (``ollama/`` for an endpoint; empty for OpenRouter).
+    ``structured_output`` answers ``supports_structured_output``: catalog entries by id, or a callable.
+    Without ``http_client`` each call uses the running loop's shared client.
+    """
+
     is_demo = False
 
     def __init__(
@@ -124,6 +131,10 @@ class OpenAICompatClient:
         return model.removeprefix(self.strip_prefix) if self.strip_prefix else model
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
+        """Text, reasoning and tool-call deltas as they arrive, then ``UsageReport`` (if sent) and ``Finish``.
+
+        Raises ``ProviderError``; its ``partial_text`` holds every text delta yielded before the failure.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.total_timeout
         progress = _Progress()
