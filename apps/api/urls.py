@@ -1,7 +1,12 @@
 from __future__ import annotations
 
-from typing import Any
+from django.urls import path
+
+from apps.api import views
 
 app_name = "api"
 
-urlpatterns: list[Any] = []
+urlpatterns = [
+    path("chat/completions", views.chat_completions, name="chat_completions"),
+    path("models", views.models, name="models"),
+]

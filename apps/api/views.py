@@ -1,0 +1,181 @@
+"""``POST /api/v1/chat/completions`` and ``GET /api/v1/models``: parse, authenticate, call, render.
+
+Streaming follows OpenAI: Server-Sent Events, one ``chat.completion.chunk`` per ``data:`` line, closed by
+``data: [DONE]``. Fusion progress travels in chunks with empty ``choices`` and a ``fusion_progress`` field;
+the last chunk carries ``finish_reason``, ``usage`` and ``fusion``. A failure after the headers went out is
+an ``{"error": {...}}`` chunk followed by ``[DONE]`` (OpenAI's client raises it as an ``APIError``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from pydantic import BaseModel, ValidationError
+
+from apps.accounts.models import ApiKey
+from apps.api.auth import api_key_from, rate_check
+from apps.api.errors import ApiError, validation_error
+from apps.api.schemas import (
+    AssistantMessage,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    Choice,
+    ChunkChoice,
+    ChunkDelta,
+    ToolCallOut,
+)
+from apps.api.selectors import model_list_for
+from apps.api.services import (
+    ApiEvent,
+    FinishOut,
+    ProgressOut,
+    TextOut,
+    ToolCallsOut,
+    completion_id,
+    completion_plan,
+    completion_run,
+    usage_out,
+)
+from apps.providers.registry import gateway_from_settings
+
+logger = logging.getLogger(__name__)
+
+
+async def _caller(request: HttpRequest, method: str) -> ApiKey:
+    if request.method != method:
+        raise ApiError(405, f"Use {method} for this endpoint.", code="method_not_allowed")
+    key = await api_key_from(request)
+    rate_check(key)
+    return key
+
+
+def _body(request: HttpRequest) -> ChatCompletionRequest:
+    try:
+        raw = request.body
+    except RequestDataTooBig:
+        raise ApiError(413, "The request body is too large.", code="request_too_large") from None
+    try:
+        data = json.loads(raw or b"null")
+    except ValueError as error:
+        raise ApiError(400, f"The body is not valid JSON: {error}", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "The body must be a JSON object.", code="invalid_request")
+    try:
+        return ChatCompletionRequest.model_validate(data)
+    except ValidationError as error:
+        raise validation_error(error) from None
+
+
+@csrf_exempt
+async def chat_completions(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
+    try:
+        key = await _caller(request, "POST")
+        body = _body(request)
+        gateway = gateway_from_settings()
+        plan = await database_sync_to_async(completion_plan)(user=key.user, request=body, gateway=gateway)
+        events = completion_run(user=key.user, plan=plan, gateway=gateway)
+        if not body.stream:
+            return JsonResponse((await _completion(events, model=body.model)).model_dump(mode="json"))
+        # The first event decides the status: a failure before it is a plain error response.
+        first = await anext(aiter(events))
+    except ApiError as error:
+        return error.response()
+    response = StreamingHttpResponse(_sse(first, events, model=body.model), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx: pass chunks on as they come
+    return response
+
+
+@csrf_exempt
+async def models(request: HttpRequest) -> HttpResponse:
+    try:
+        key = await _caller(request, "GET")
+    except ApiError as error:
+        return error.response()
+    gateway = gateway_from_settings()
+    available = await gateway.aavailable_models()
+    listing = await database_sync_to_async(model_list_for)(user=key.user, gateway=gateway, models=available)
+    return JsonResponse(listing.model_dump(mode="json"))
+
+
+async def _completion(events: AsyncIterator[ApiEvent], *, model: str) -> ChatCompletion:
+    parts: list[str] = []
+    calls: list[ToolCallOut] = []
+    finish: FinishOut | None = None
+    async for event in events:
+        if isinstance(event, TextOut):
+            parts.append(event.text)
+        elif isinstance(event, ToolCallsOut):
+            calls.extend(call.model_copy(update={"index": None}) for call in event.calls)
+        elif isinstance(event, FinishOut):
+            finish = event
+    if finish is None:  # a run that ended without saying how is a defect of ours, not the caller's
+        raise ApiError(502, "The run ended without an answer.", code="unexpected_error")
+    text = "".join(parts)
+    return ChatCompletion(
+        id=completion_id(),
+        created=int(time.time()),
+        model=model,
+        choices=[
+            Choice(
+                message=AssistantMessage(
+                    content=text if text or not calls else None, tool_calls=calls or None
+                ),
+                finish_reason=finish.reason,
+            )
+        ],
+        usage=usage_out(finish.usage),
+        fusion=finish.fusion.for_caller() if finish.fusion is not None else None,
+    )
+
+
+def _data(payload: BaseModel | dict[str, Any]) -> bytes:
+    if isinstance(payload, BaseModel):
+        text = payload.model_dump_json(exclude_none=True)
+    else:
+        text = json.dumps(payload)
+    return f"data: {text}\n\n".encode()
+
+
+async def _sse(first: ApiEvent, events: AsyncIterator[ApiEvent], *, model: str) -> AsyncIterator[bytes]:
+    ident, created = completion_id(), int(time.time())
+
+    def chunk(choices: list[ChunkChoice], **extra: Any) -> bytes:
+        return _data(ChatCompletionChunk(id=ident, created=created, model=model, choices=choices, **extra))
+
+    yield chunk([ChunkChoice(delta=ChunkDelta(role="assistant", content=""))])
+    try:
+        event: ApiEvent | None = first
+        while event is not None:
+            if isinstance(event, TextOut):
+                yield chunk([ChunkChoice(delta=ChunkDelta(content=event.text))])
+            elif isinstance(event, ToolCallsOut):
+                yield chunk([ChunkChoice(delta=ChunkDelta(tool_calls=event.calls))])
+            elif isinstance(event, ProgressOut):
+                yield chunk([], fusion_progress=event.payload)
+            else:
+                yield chunk(
+                    [ChunkChoice(delta=ChunkDelta(), finish_reason=event.reason)],
+                    usage=usage_out(event.usage),
+                    fusion=event.fusion.for_caller() if event.fusion is not None else None,
+                )
+            event = await anext(aiter(events), None)
+    except ApiError as error:
+        yield _data(error.body().model_dump(mode="json"))
+    except Exception:
+        logger.exception("chat completion stream failed")
+        yield _data(ApiError(502, "The run failed unexpectedly.", code="unexpected_error").body())
+    finally:
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    yield b"data: [DONE]\n\n"
