@@ -23,3 +23,15 @@ def panel_list_for(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[Panel]
 def panel_get_for(*, user: AbstractBaseUser | AnonymousUser, panel_id: int) -> Panel:
     """A preset or one of the user's panels; ``Panel.DoesNotExist`` for anything else (someone else's)."""
     return panel_list_for(user=user).get(pk=panel_id)
+
+
+def panel_get_owned(*, user: AbstractBaseUser | AnonymousUser, panel_id: int) -> Panel:
+    """One of the user's own panels (to edit or delete); ``Panel.DoesNotExist`` for presets and others'."""
+    if not user.is_authenticated:
+        raise Panel.DoesNotExist("Anonymous users own no panels")
+    return Panel.objects.prefetch_related("members").get(pk=panel_id, owner_id=user.pk)
+
+
+def panel_preset_for_openrouter_name(*, name: str) -> Panel:
+    """The preset OpenRouter calls ``name`` (``general-high``, ``general-budget``, ``general-fast``)."""
+    return Panel.objects.prefetch_related("members").get(owner__isnull=True, openrouter_preset=name)

@@ -1,0 +1,66 @@
+"""Template pieces the chatroom borrows from the panels app: the composer's cost estimate slot, the
+"actual vs writer alone" cost line of a finished turn, a panel's warnings, and USD formatting.
+
+``{% load panel_tags %}``, then ``{% cost_estimate_slot conversation %}`` inside the composer form,
+``{% turn_cost_line turn %}`` in a turn's footer and ``{% panel_status panel %}`` next to a panel.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import template
+
+from apps.panels.services import (
+    history_chars_before,
+    panel_runnability,
+    turn_cost_comparison,
+)
+
+register = template.Library()
+
+
+@register.filter
+def usd(value: float | None) -> str:
+    """``$1.23``, ``$0.042``, ``$0.0012``; "unknown" for None; tiny non-zero amounts are not shown as $0."""
+    if value is None:
+        return "unknown"
+    if value == 0:
+        return "$0"
+    if value < 0.0001:
+        return "less than $0.0001"
+    if value < 0.01:
+        return f"${value:.4f}"
+    if value < 1:
+        return f"${value:.3f}"
+    return f"${value:,.2f}"
+
+
+@register.inclusion_tag("panels/_estimate_slot.html")
+def cost_estimate_slot(conversation: Any = None) -> dict[str, Any]:
+    """The composer's live estimate: refreshed (htmx) when the panel changes and while the prompt is typed.
+
+    Place it inside the composer form; it posts that form (panel and prompt fields) to ``panels:estimate``.
+    Renders in sync code only: it reads the conversation's turns for the history length.
+    """
+    history = 0
+    if conversation is not None and getattr(conversation, "pk", None):
+        history = history_chars_before(conversation.turns.all())
+    return {"history_chars": history}
+
+
+@register.inclusion_tag("panels/_turn_cost.html")
+def turn_cost_line(turn: Any, history_chars: int | None = None) -> dict[str, Any]:
+    """ "This run cost $X; the writer alone would have cost about $Y" for a finished turn (nothing while it
+    runs). ``turn`` is a ``chat.Turn`` or the chatroom's turn state."""
+    if getattr(turn, "status", "") == "running" or getattr(turn, "running", False):
+        return {"show": False}
+    comparison = turn_cost_comparison(turn=turn, history_chars=history_chars)
+    writer = str((getattr(turn, "panel_snapshot", None) or {}).get("writer") or getattr(turn, "writer", ""))
+    return {"show": True, "comparison": comparison, "writer": writer}
+
+
+@register.inclusion_tag("panels/_status.html")
+def panel_status(panel: Any) -> dict[str, Any]:
+    """Why a panel cannot run here, and which of its models the catalog no longer lists."""
+    return {"status": panel_runnability(panel=panel)}
