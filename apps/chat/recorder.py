@@ -167,10 +167,24 @@ class TurnRecorder:
             else:
                 await self._flush()
         finally:
-            for task in self._tasks:
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
             _LIVE.pop(self.turn_id, None)
+            await self._stop_tasks()
+
+    async def _stop_tasks(self) -> None:
+        listener = self._tasks[0] if self.layer is not None and self._tasks else None
+        if listener is not None and self.layer is not None:
+            # A blocked Redis receive only notices a cancel when its BRPOP times out (seconds): a message
+            # on our own channel ends the listener at once.
+            try:
+                await self.layer.send(self.channel, {"type": "run.stop"})
+                await asyncio.wait([listener], timeout=1.0)
+            except Exception:  # the cancel below still ends it
+                logger.debug("turn %s: could not stop the listener by message", self.turn_id, exc_info=True)
+        for task in self._tasks:
+            task.cancel()
+        pending = [task for task in self._tasks if not task.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=0.1)
 
     # --- events ------------------------------------------------------------------------------------------
 
@@ -294,6 +308,8 @@ class TurnRecorder:
                         )
             elif kind == "run.cancel":
                 self.cancel()
+            elif kind == "run.stop":
+                return
 
     # --- persistence -------------------------------------------------------------------------------------
 

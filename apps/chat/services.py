@@ -320,10 +320,12 @@ async def turn_cancel(*, user: Any, turn_id: int, channel_layer_alias: str = DEF
     turn = await _turn_for_cancel(user=user, turn_id=turn_id)
     if turn.status != Turn.Status.RUNNING:
         return turn
-    if not run_cancel_local(turn_id=turn.pk) and turn.worker:
-        layer = get_channel_layer(channel_layer_alias)
-        if layer is not None:
-            await layer.send(turn.worker, {"type": "run.cancel", "turn": turn.pk})
+    layer = get_channel_layer(channel_layer_alias)
+    if turn.worker and layer is not None:
+        # Through the channel layer even when the run is ours: one path, whichever process runs it.
+        await layer.send(turn.worker, {"type": "run.cancel", "turn": turn.pk})
+    else:
+        run_cancel_local(turn_id=turn.pk)
     return turn
 
 

@@ -33,11 +33,11 @@ def _fast_models(settings: Any) -> None:
     settings.CHAT_SNAPSHOT_TIMEOUT_SECONDS = 1.0
 
 
-def user_make(username: str) -> AbstractBaseUser:
+def user_make(username: str) -> Any:
     return get_user_model().objects.create_user(username=username, password="a long enough pass phrase")
 
 
-def session_cookie(user: AbstractBaseUser) -> str:
+def session_cookie(user: Any) -> str:
     client = Client()
     client.force_login(user)
     return f"sessionid={client.cookies['sessionid'].value}"

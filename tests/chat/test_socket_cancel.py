@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ from asgiref.sync import sync_to_async
 
 from apps.chat.models import PanelAnswer, Turn
 from apps.chat.recorder import recorder_for
+from apps.chat.runs import run_task
 from tests.chat.conftest import Reassembler, Room, turn_ended
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -37,6 +39,9 @@ async def test_cancel_stops_the_run_and_keeps_what_streamed(room: Room, settings
     ended = await socket.receive_until(until_end, timeout=5)
     assert ended["status"] == "cancelled"
     assert 'data-turn-status="cancelled"' in ended["html"] and "data-cancel-turn" not in ended["html"]
+    task = run_task(turn_id)
+    if task is not None:
+        await asyncio.wait_for(task, timeout=5)
     assert recorder_for(turn_id) is None
 
     turn = await room.turn(turn_id)

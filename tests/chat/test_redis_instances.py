@@ -1,0 +1,102 @@
+"""Two application instances sharing Redis: a client of one follows, resyncs and cancels a run of the other.
+
+Each instance is the full ASGI stack on its own channel-layer instance (its own Redis connections and
+client prefix), as two Daphne processes would be. Skipped unless ``REDIS_URL`` is set.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any
+
+import pytest
+from channels.auth import AuthMiddlewareStack
+from channels.routing import URLRouter
+from channels.security.websocket import AllowedHostsOriginValidator
+from django.urls import path
+
+from apps.chat.consumers import ConversationConsumer
+from tests.chat.conftest import Reassembler, Room, turn_ended
+
+REDIS_URL = os.environ.get("REDIS_URL", "")
+
+pytestmark = [
+    pytest.mark.redis,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(not REDIS_URL, reason="REDIS_URL is not set"),
+]
+
+
+class SecondInstanceConsumer(ConversationConsumer):
+    channel_layer_alias = "second"
+
+
+def second_instance() -> Any:
+    routes = [path("ws/conversations/<int:conversation_id>/", SecondInstanceConsumer.as_asgi())]
+    return AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(routes)))
+
+
+@pytest.fixture(autouse=True)
+def _two_layers(settings: Any) -> None:
+    prefix = f"test-{uuid.uuid4().hex[:8]}"
+    config = {"hosts": [REDIS_URL], "prefix": prefix, "capacity": 1500, "expiry": 30}
+    backend = "channels_redis.core.RedisChannelLayer"
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": backend, "CONFIG": config},
+        "second": {"BACKEND": backend, "CONFIG": dict(config)},
+    }
+
+
+async def test_a_client_of_one_instance_sees_a_run_started_through_the_other(
+    room: Room, settings: Any
+) -> None:
+    settings.DEMO_MODEL_DELAY = 0.002
+    watcher = await room.open(app=second_instance())
+    starter = await room.open()
+    await starter.send({"type": "send", "prompt": "Redis or RabbitMQ?", "panel": room.panel.pk})
+    started = await starter.receive_until(lambda f: f["type"] == "snapshot")
+    seen = Reassembler()
+
+    def until_end(frame: dict[str, Any]) -> bool:
+        seen.apply(frame)
+        return turn_ended(started["turn"])(frame)
+
+    ended = await watcher.receive_until(until_end)
+    assert ended["status"] == "done" and seen.gaps == 0
+    turn = await room.turn(started["turn"])
+    assert seen.texts["final"] == turn.final_text
+    await starter.close()
+    await watcher.close()
+
+
+async def test_a_snapshot_and_a_cancel_cross_instances(room: Room, settings: Any) -> None:
+    settings.DEMO_MODEL_DELAY = 0.01
+    starter = await room.open()
+    await starter.send({"type": "send", "prompt": "Explain Raft", "panel": room.panel.pk})
+    started = await starter.receive_until(lambda f: f["type"] == "snapshot")
+    turn_id = started["turn"]
+    await starter.receive_until(lambda f: f["type"] == "delta" and f["offset"] > 20)
+
+    other = await room.open(app=second_instance())
+    assert other.frames[0]["running"] == [turn_id]
+    await other.send({"type": "resync", "turn": turn_id})
+    snapshot = await other.receive_until(lambda f: f["type"] == "snapshot" and f["turn"] == turn_id)
+    texts = Reassembler()
+    texts.apply(snapshot)
+    assert snapshot["status"] == "running" and any(len(t) > 20 for t in texts.texts.values())
+
+    await other.send({"type": "cancel", "turn": turn_id})
+
+    def strict_until_end(frame: dict[str, Any]) -> bool:
+        if frame["type"] == "delta":
+            key = "final" if frame.get("final") else f"seat-{frame['seat']}"
+            assert frame["offset"] == len(texts.texts.get(key, ""))
+        texts.apply(frame)
+        return turn_ended(turn_id)(frame)
+
+    ended = await other.receive_until(strict_until_end, timeout=10)
+    assert ended["status"] == "cancelled"
+    assert (await room.turn(turn_id)).status == "cancelled"
+    await starter.close()
+    await other.close()
