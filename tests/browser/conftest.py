@@ -10,6 +10,10 @@ Fixtures
 - ``new_page``: more isolated pages (a second user), each with its own :class:`BrowserLog` (``new_page.log``).
 - Helpers: ``signup(page, username, password)`` and ``login(page, username, password)``.
 
+The server runs with ``tests.browser.server_settings``: the app's settings plus test-only pages, such as
+``/__test__/markdown/?text=...`` (Markdown through ``|markdown`` in the base layout; without ``text``, the XSS
+corpus of tests/security/payloads.py).
+
 Every test in this folder is marked ``browser``. Without ``/usr/bin/chromium`` they are skipped, except in CI
 (``CI=true``), where a missing browser fails them.
 """
@@ -26,6 +30,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import pytest
@@ -134,6 +139,7 @@ def _daphne_process(django_db_setup: None, tmp_path_factory: pytest.TempPathFact
     env = {
         **os.environ,
         "DEBUG": "1",
+        "DJANGO_SETTINGS_MODULE": "tests.browser.server_settings",
         "DATABASE_URL": _database_url(),
         "DEMO_MODEL_DELAY": str(LIVE_SERVER_DEMO_MODEL_DELAY),
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
@@ -278,10 +284,14 @@ class PageFactory:
         self._contexts: list[BrowserContext] = []
         self.logs: list[BrowserLog] = []
 
-    def __call__(self) -> Page:
-        context = self._browser.new_context(
-            base_url=self._server.url, viewport={"width": 1280, "height": 800}
-        )
+    def __call__(self, **context_options: Any) -> Page:
+        """A page in a new context; ``context_options`` go to ``Browser.new_context`` (e.g. bypass_csp)."""
+        options = {
+            "base_url": self._server.url,
+            "viewport": {"width": 1280, "height": 800},
+            **context_options,
+        }
+        context = self._browser.new_context(**options)
         context.set_default_timeout(PAGE_TIMEOUT_MS)
         log = BrowserLog(base_url=self._server.url)
         log.attach(context)

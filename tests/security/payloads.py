@@ -9,6 +9,17 @@ Use :data:`XSS_PAYLOADS` (name -> Markdown text) in a loop, or :func:`xss_docume
 
 from __future__ import annotations
 
+# What rendered Markdown may contain; any other tag or attribute in a rendered payload is a finding.
+RENDERED_TAGS = frozenset(
+    {
+        "a", "blockquote", "br", "button", "code", "del", "div", "em", "h1", "h2", "h3", "h4", "h5",
+        "h6", "hr", "li", "ol", "p", "pre", "s", "span", "strong", "table", "tbody", "td", "th", "thead",
+        "tr", "ul",
+    }
+)  # fmt: skip
+RENDERED_ATTRIBUTES = frozenset(
+    {"href", "title", "rel", "target", "class", "start", "type", "data-copy", "aria-label"}
+)
 XSS_JS = "alert('xss');window.__xss=1;console.log('xss')"
 EXFIL_HOST = "exfil.invalid"
 EXFIL_URL = f"http://{EXFIL_HOST}/leak.png?secret=1"

@@ -13,14 +13,15 @@ from html.parser import HTMLParser
 import pytest
 
 from apps.core.markdown import render_markdown, sanitize_html
-from tests.security.payloads import EXFIL_HOST, EXFIL_URL, XSS_PAYLOADS, xss_document
+from tests.security.payloads import (
+    EXFIL_HOST,
+    EXFIL_URL,
+    RENDERED_ATTRIBUTES,
+    RENDERED_TAGS,
+    XSS_PAYLOADS,
+    xss_document,
+)
 
-# What the renderer may emit; anything else (script, style, img, svg, iframe, form, input...) is a finding.
-ALLOWED_TAGS = {
-    "a", "blockquote", "br", "button", "code", "del", "div", "em", "h1", "h2", "h3", "h4", "h5", "h6", "hr",
-    "li", "ol", "p", "pre", "s", "span", "strong", "table", "tbody", "td", "th", "thead", "tr", "ul",
-}  # fmt: skip
-ALLOWED_ATTRIBUTES = {"href", "title", "rel", "target", "class", "start", "type", "data-copy", "aria-label"}
 _SCHEME = re.compile(r"^([a-z][a-z0-9+.\-]*):", re.IGNORECASE)
 
 
@@ -30,10 +31,10 @@ class _Audit(HTMLParser):
         self.findings: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag not in ALLOWED_TAGS:
+        if tag not in RENDERED_TAGS:
             self.findings.append(f"tag <{tag}>")
         for name, value in attrs:
-            if name not in ALLOWED_ATTRIBUTES:
+            if name not in RENDERED_ATTRIBUTES:
                 self.findings.append(f"attribute {name}={value!r} on <{tag}>")
             if name == "href" and value is not None:
                 # Browsers drop ASCII whitespace and control characters inside a scheme before reading it.
