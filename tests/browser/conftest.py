@@ -249,7 +249,9 @@ class BrowserLog:
         self.requests.append(request.url)
 
     def _on_request_failed(self, request: Request) -> None:
-        self.failed_requests.append(f"{request.method} {request.url}: {request.failure}")
+        # Requests still in flight when the page navigates away, or that the page cancels, end as aborted.
+        if request.failure != "net::ERR_ABORTED":
+            self.failed_requests.append(f"{request.method} {request.url}: {request.failure}")
 
     def _on_response(self, response: Response) -> None:
         if response.status >= 400:
