@@ -93,7 +93,9 @@ def test_moving_a_seat_keeps_focus_on_the_moved_seat(alice_client: Client) -> No
 
 
 def test_removing_a_seat_moves_focus_to_the_seat_that_took_its_place(alice_client: Client) -> None:
-    html = alice_client.post(reverse("panels:new"), _form(seat_action="remove:1"), headers=HTMX).content.decode()
+    html = alice_client.post(
+        reverse("panels:new"), _form(seat_action="remove:1"), headers=HTMX
+    ).content.decode()
     assert _seat_models(html) == ["demo/atlas", "demo/birch"]
     focused = re.findall(r'id="(seat-\d-\w+)"[^>]*autofocus', html.replace("\n", " "))
     assert focused == ["seat-1-remove"]
