@@ -9,7 +9,7 @@ from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fusionroom.settings")
 # Daphne alone serves nothing under STATIC_URL; this wrapper serves the app's few CSS/JS files from the
-# staticfiles finders, so one process is a complete deployment (a proxy in front may serve STATIC_ROOT instead).
+# staticfiles finders, so one process is a complete deployment (a proxy may serve STATIC_ROOT instead).
 django_asgi_app = ASGIStaticFilesHandler(get_asgi_application())
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
