@@ -15,7 +15,10 @@ from tests.fakes.upstream import FakeUpstream, ModelScript, RecordedRequest
 
 OUTER = "vendor/outer"
 PANEL_PLUGIN = {"id": "fusion", "analysis_models": ["vendor/a", "vendor/b"], "model": "vendor/judge"}
-WEATHER = {
+# Typed Any: the openai package's types know nothing of server tools.
+FUSION: Any = {"type": "fusion"}
+OPENROUTER_FUSION: Any = {"type": "openrouter:fusion"}
+WEATHER: Any = {
     "type": "function",
     "function": {
         "name": "get_weather",
@@ -60,7 +63,7 @@ async def test_the_outer_model_calls_fusion_and_answers_from_its_result(
     completion = await oai.chat.completions.create(
         model=OUTER,
         messages=[{"role": "user", "content": "A or B?"}],
-        tools=[{"type": "fusion"}],  # type: ignore[list-item]
+        tools=[FUSION],
         extra_body={"plugins": [PANEL_PLUGIN]},
     )
     assert completion.choices[0].message.content == "From the panel: 2 answers."
@@ -94,7 +97,7 @@ async def test_the_usage_covers_the_outer_calls_and_the_pipeline(
     completion = await oai.chat.completions.create(
         model=OUTER,
         messages=[{"role": "user", "content": "A or B?"}],
-        tools=[{"type": "openrouter:fusion"}],  # type: ignore[list-item]
+        tools=[OPENROUTER_FUSION],
         extra_body={"plugins": [PANEL_PLUGIN]},
     )
     usage = completion.usage
@@ -112,7 +115,7 @@ async def test_streaming_a_tool_run_sends_progress_then_the_answer(
     stream = await oai.chat.completions.create(
         model=OUTER,
         messages=[{"role": "user", "content": "A or B?"}],
-        tools=[{"type": "fusion"}],  # type: ignore[list-item]
+        tools=[FUSION],
         extra_body={"plugins": [PANEL_PLUGIN]},
         stream=True,
     )
@@ -135,7 +138,7 @@ async def test_tool_choice_required_forces_fusion_on_a_model_that_cannot_call_to
     completion = await oai.chat.completions.create(
         model="demo/writer",
         messages=[{"role": "user", "content": "PostgreSQL or MySQL?"}],
-        tools=[{"type": "fusion"}],  # type: ignore[list-item]
+        tools=[FUSION],
         tool_choice="required",
     )
     fusion = completion.model_extra["fusion"]  # type: ignore[index]
@@ -153,7 +156,7 @@ async def test_tool_choice_required_names_the_fusion_function_for_a_tool_model(
     await oai.chat.completions.create(
         model=OUTER,
         messages=[{"role": "user", "content": "A or B?"}],
-        tools=[{"type": "fusion"}, WEATHER],  # type: ignore[list-item]
+        tools=[FUSION, WEATHER],
         tool_choice="required",
         extra_body={"plugins": [PANEL_PLUGIN]},
     )
@@ -170,12 +173,13 @@ async def test_a_call_to_the_callers_own_function_is_handed_back(
     completion = await oai.chat.completions.create(
         model=OUTER,
         messages=[{"role": "user", "content": "Weather in Oslo?"}],
-        tools=[WEATHER, {"type": "fusion"}],  # type: ignore[list-item]
+        tools=[WEATHER, FUSION],
     )
     choice = completion.choices[0]
     assert choice.finish_reason == "tool_calls"
     assert choice.message.tool_calls is not None
     (call,) = choice.message.tool_calls
+    assert call.type == "function"
     assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Oslo"}
     assert completion.model_extra.get("fusion") is None  # type: ignore[union-attr]
     (request,) = upstream.requests_for(OUTER)
@@ -190,7 +194,7 @@ async def test_a_streamed_call_to_the_callers_function_reaches_the_openai_client
     stream = await oai.chat.completions.create(
         model=OUTER,
         messages=[{"role": "user", "content": "Weather in Oslo?"}],
-        tools=[WEATHER, {"type": "fusion"}],  # type: ignore[list-item]
+        tools=[WEATHER, FUSION],
         stream=True,
     )
     calls: dict[int, list[str]] = {}
@@ -214,7 +218,7 @@ async def test_a_second_fusion_call_gets_a_capped_result(oai: AsyncOpenAI, upstr
     completion = await oai.chat.completions.create(
         model=OUTER,
         messages=[{"role": "user", "content": "A or B?"}],
-        tools=[{"type": "fusion"}],  # type: ignore[list-item]
+        tools=[FUSION],
         extra_body={"plugins": [PANEL_PLUGIN]},
     )
     assert completion.choices[0].message.content == "error: fusion_invocation_capped"
@@ -232,7 +236,7 @@ async def test_when_every_panel_model_fails_the_outer_model_is_told_and_answers(
     completion = await oai.chat.completions.create(
         model=OUTER,
         messages=[{"role": "user", "content": "A or B?"}],
-        tools=[{"type": "fusion"}],  # type: ignore[list-item]
+        tools=[FUSION],
         extra_body={"plugins": [PANEL_PLUGIN]},
     )
     assert completion.choices[0].message.content == "error: all_panels_failed"
@@ -249,7 +253,7 @@ async def test_tool_choice_none_bypasses_fusion(oai: AsyncOpenAI, upstream: Fake
     await oai.chat.completions.create(
         model=OUTER,
         messages=[{"role": "user", "content": "A or B?"}],
-        tools=[{"type": "fusion"}],  # type: ignore[list-item]
+        tools=[FUSION],
         tool_choice="none",
     )
     (request,) = upstream.completions()
@@ -264,7 +268,7 @@ async def test_the_plugin_on_a_plain_model_offers_the_tool_unless_disabled(
     completion = await oai.chat.completions.create(
         model=OUTER,
         messages=[{"role": "user", "content": "A or B?"}],
-        tools=[{"type": "fusion"}],  # type: ignore[list-item]
+        tools=[FUSION],
         extra_body={"plugins": [{**PANEL_PLUGIN, "enabled": plugin_on}]},
     )
     if plugin_on:
@@ -281,7 +285,7 @@ async def test_a_saved_turn_keeps_the_outer_models_answer(oai: AsyncOpenAI, upst
     completion = await oai.chat.completions.create(
         model=OUTER,
         messages=[{"role": "user", "content": "A or B?"}],
-        tools=[{"type": "fusion"}],  # type: ignore[list-item]
+        tools=[FUSION],
         extra_body={"plugins": [PANEL_PLUGIN]},
     )
     turn_id = completion.model_extra["fusion"]["turn_id"]  # type: ignore[index]
