@@ -23,14 +23,15 @@ def _offline(settings: Any) -> Iterator[None]:
     reset_catalog()
 
 
+# Users without a password (clients log in with force_login): password hashing would dominate the run time.
 @pytest.fixture
 def alice(django_user_model: Any) -> Any:
-    return django_user_model.objects.create_user(username="alice", password="correct horse battery")
+    return django_user_model.objects.create_user(username="alice")
 
 
 @pytest.fixture
 def bob(django_user_model: Any) -> Any:
-    return django_user_model.objects.create_user(username="bob", password="correct horse battery")
+    return django_user_model.objects.create_user(username="bob")
 
 
 @pytest.fixture

@@ -24,8 +24,8 @@ def _saved(owner: Any) -> Panel:
     return panel_save(owner=owner, data=data)
 
 
-def _turn_with(panel: Panel) -> Turn:
-    conversation = Conversation.objects.create(owner_id=panel.owner_id, title="history")
+def _turn_with(panel: Panel, owner: Any) -> Turn:
+    conversation = Conversation.objects.create(owner=owner, title="history")
     return Turn.objects.create(
         conversation=conversation, position=1, prompt="Why?", panel=panel, panel_snapshot=panel.snapshot()
     )
@@ -33,7 +33,7 @@ def _turn_with(panel: Panel) -> Turn:
 
 def test_editing_a_panel_leaves_past_turns_as_they_ran(alice: Any) -> None:
     panel = _saved(alice)
-    turn = _turn_with(panel)
+    turn = _turn_with(panel, alice)
     before = dict(turn.panel_snapshot)
     panel_save(
         owner=alice,
@@ -52,7 +52,7 @@ def test_editing_a_panel_leaves_past_turns_as_they_ran(alice: Any) -> None:
 
 def test_deleting_a_panel_keeps_the_turns_copy(alice: Any) -> None:
     panel = _saved(alice)
-    turn = _turn_with(panel)
+    turn = _turn_with(panel, alice)
     panel_delete(user=alice, panel_id=panel.pk)
     turn.refresh_from_db()
     assert turn.panel_id is None
