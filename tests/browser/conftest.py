@@ -63,15 +63,15 @@ SERVER_START_TIMEOUT = 30.0
 # Playwright's default of 30 s turns a broken page into a long wait; nothing here should need more than this.
 PAGE_TIMEOUT_MS = 10_000
 
-# Playwright's sync API runs an event loop in this thread, which makes Django's async-safety check refuse ORM
-# calls from test code; the loop is Playwright's, not ours, so the check does not apply here.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
-
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.is_relative_to(HERE):
             item.add_marker(pytest.mark.browser)
+    # While the session's browser is open, Playwright's sync API keeps an event loop running in the main
+    # thread, where no asyncio test can run its own: so browser tests run last (after pytest-django's order).
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
 
 
 # --- The live server ---------------------------------------------------------------------------------------
@@ -269,12 +269,22 @@ def browser() -> Iterator[Browser]:
         if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
             pytest.fail(f"{reason}; CI must run the browser tests")
         pytest.skip(reason)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        yield chromium
-        chromium.close()
+    # Playwright's loop runs in this thread from here on, so Django's async-safety check would refuse the ORM
+    # calls of sync test code; the loop is Playwright's, not ours, so the check is off while it runs.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(
+                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+            )
+            yield chromium
+            chromium.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 class PageFactory:
