@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from io import StringIO
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
@@ -115,3 +120,26 @@ def test_it_runs_real_openrouter_models_against_the_loopback_upstream(
     judge = upstream.requests_for("fake/judge")[0].body
     assert judge["temperature"] == 0 and "tools" not in judge
     assert "Alpha says PostgreSQL." in judge["messages"][-1]["content"]
+
+
+def test_ctrl_c_cancels_the_run_and_exits_130() -> None:
+    env = {**os.environ, "DEBUG": "1", "DEMO_MODEL_DELAY": "0.05", "OPENROUTER_API_KEY": ""}
+    command = [sys.executable, "manage.py", "fuse", QUESTION, "--panel", "demo/atlas,demo/birch"]
+    process = subprocess.Popen(
+        [*command, "--judge", "demo/judge"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    # Interrupt once the panel is streaming.
+    while "[1 demo/atlas (demo)]" not in process.stdout.readline():
+        assert process.poll() is None
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+
+    assert process.returncode == 130
+    assert "Cancelled." in err and "Traceback" not in err
+    assert "== Final answer" not in out

@@ -173,8 +173,7 @@ class TerminalRenderer:
             self.write(totals_table(event.totals, label=self.label))
         elif isinstance(event, RunFailed):
             self.failure = event
-            for seat in list(self.pending):
-                self.seat_flush(seat)
+            self.pending_flush()
             if event.totals.steps:
                 self.write("\n" + totals_table(event.totals, label=self.label))
 
@@ -197,6 +196,10 @@ class TerminalRenderer:
             if line.strip():
                 self.write(f"{self.labels[seat]} {line}\n")
         self.pending[seat] = rest
+
+    def pending_flush(self) -> None:
+        for seat in list(self.pending):
+            self.seat_flush(seat)
 
     def seat_flush(self, seat: int) -> None:
         rest = self.pending.pop(seat, "")
@@ -318,6 +321,7 @@ class Command(BaseCommand):
             asyncio.run(_fuse(request=request, gateway=gateway, renderer=renderer))
         except KeyboardInterrupt:
             # asyncio.run has already cancelled the run (and so every request in flight) by now.
+            renderer.pending_flush()
             raise CommandError("Cancelled.", returncode=130) from None
         if renderer.failure is not None:
             failure = renderer.failure
