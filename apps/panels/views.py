@@ -121,7 +121,8 @@ def _builder(request: HttpRequest, panel: Panel | None) -> HttpResponse:
         context = _builder_context(
             request, data=data, panel=panel, errors=invalid.errors, status="The panel was not saved."
         )
-        return render(request, "panels/builder.html", context, status=422)
+        # 200, like any form shown again with its errors (a 4xx would read as a broken page to the browser).
+        return render(request, "panels/builder.html", context)
     except Panel.DoesNotExist:
         raise Http404("No such panel of yours") from None
     messages.success(request, f"Saved “{saved.name}”. It is in the chatroom's panel list now.")
