@@ -8,6 +8,7 @@ Exits non-zero when the run fails; Ctrl-C cancels every request in flight.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
@@ -239,7 +240,7 @@ def _seconds(ms: float | None) -> str:
     return "-" if ms is None else f"{ms / 1000:.2f} s"
 
 
-def totals_table(totals: Totals, *, label: Any = str) -> str:
+def totals_table(totals: Totals, *, label: Callable[[str], str] = str) -> str:
     """Tokens in/out, cost, time to first token and duration per step, then the total."""
 
     def step_name(step: StepStats) -> str:
