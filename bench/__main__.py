@@ -12,6 +12,7 @@ import time
 
 SECTIONS: list[tuple[str, str]] = [
     ("engine", "bench.engine"),
+    ("load", "bench.load"),
 ]
 
 

@@ -23,7 +23,6 @@ import json
 import os
 import re
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,6 +52,7 @@ class Result:
     errors: list[str] = field(default_factory=list)
     done: int = 0
     peak_rss_mb: float = 0.0
+    cpu_s: float = 0.0
 
     def summary(self) -> str:
         delays = sorted(self.delays_ms)
@@ -61,11 +61,13 @@ class Result:
             return delays[min(len(delays) - 1, int(p * len(delays)))] if delays else float("nan")
 
         rate = self.tokens / self.wall_s if self.wall_s else 0.0
+        worst = max(delays, default=float("nan"))
         return (
             f"{self.size:>4} concurrent runs: {self.done}/{self.size} done in {self.wall_s:.1f} s, "
             f"{self.tokens:,} tokens relayed ({rate:,.0f}/s); upstream->client delay "
-            f"p50 {pct(0.50):.1f} ms, p99 {pct(0.99):.1f} ms, max {max(delays, default=float('nan')):.1f} ms; "
-            f"errors {len(self.errors)}; Daphne peak memory {self.peak_rss_mb:.0f} MiB"
+            f"p50 {pct(0.50):.1f} ms, p99 {pct(0.99):.1f} ms, max {worst:.1f} ms; "
+            f"errors {len(self.errors)}; Daphne peak memory {self.peak_rss_mb:.0f} MiB, "
+            f"CPU {self.cpu_s:.1f} s"
         )
 
 
@@ -150,11 +152,16 @@ def _wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0
         if process.poll() is not None:
             raise RuntimeError(f"the server exited before answering {url}")
         try:
-            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 (a loopback URL we built)
+            with urllib.request.urlopen(url, timeout=2):
                 return
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"{url} did not answer within {timeout} s")
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -166,10 +173,15 @@ def _peak_rss_mb(pid: int) -> float:
 
 async def _client(url: str, origin: str, cookie: str, panel: int, result: Result) -> None:
     from websockets.asyncio.client import connect
+    from websockets.typing import Origin
 
     try:
         async with connect(
-            url, origin=origin, additional_headers={"Cookie": cookie}, max_size=2**22, open_timeout=60  # type: ignore[arg-type]
+            url,
+            origin=Origin(origin),
+            additional_headers={"Cookie": cookie},
+            max_size=2**22,
+            open_timeout=60,
         ) as ws:
             hello = json.loads(await ws.recv())
             if hello.get("type") != "hello":
@@ -233,6 +245,7 @@ def _scenario(size: int, env: dict[str, str], upstream_port: int) -> Result:
         _wait_http(f"http://127.0.0.1:{port}/accounts/login/", daphne)
         asyncio.run(_drive(f"ws://127.0.0.1:{port}", prepared, result))
         result.peak_rss_mb = _peak_rss_mb(daphne.pid)
+        result.cpu_s = _cpu_seconds(daphne.pid)
     finally:
         daphne.terminate()
         try:

@@ -173,6 +173,15 @@ PROVIDER_MAX_RETRIES = env_int("PROVIDER_MAX_RETRIES", 3, minimum=0)
 DEMO_MODEL_DELAY = env_float("DEMO_MODEL_DELAY", 0.02, minimum=0.0)
 CATALOG_CACHE_SECONDS = env_int("CATALOG_CACHE_SECONDS", 3600, minimum=0)
 
+# --- Chatroom runs ----------------------------------------------------------------------------------
+# How often a running turn's text is written to the database, how often its heartbeat is refreshed, and
+# after how long without one a "running" turn is taken for the leftover of a dead process (interrupted).
+CHAT_FLUSH_SECONDS = env_float("CHAT_FLUSH_SECONDS", 0.25, minimum=0.01)
+CHAT_HEARTBEAT_SECONDS = env_float("CHAT_HEARTBEAT_SECONDS", 5.0, minimum=0.1)
+CHAT_STALE_AFTER_SECONDS = env_float("CHAT_STALE_AFTER_SECONDS", 30.0, minimum=1.0)
+# How long a socket waits for a live run's snapshot before answering from the database.
+CHAT_SNAPSHOT_TIMEOUT_SECONDS = env_float("CHAT_SNAPSHOT_TIMEOUT_SECONDS", 3.0, minimum=0.1)
+
 # --- API -------------------------------------------------------------------------------------------
 API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 60, minimum=1)
 

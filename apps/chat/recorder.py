@@ -8,10 +8,10 @@ run (the chatroom's run task, or the API streaming to its caller)::
 
 While recording it
 
-- keeps the turn's live state in memory and writes what changed to the database every
-  ``CHAT_FLUSH_SECONDS``, refreshing ``Turn.heartbeat_at`` at least every ``CHAT_HEARTBEAT_SECONDS``; the
-  terminal state is flushed *before* the last event is broadcast or yielded, so whoever sees a turn end finds
-  it in the database;
+- keeps the turn's live state in memory; one flusher per process writes what changed in every live run
+  every ``CHAT_FLUSH_SECONDS`` (one transaction for all of them), refreshing ``Turn.heartbeat_at`` at least
+  every ``CHAT_HEARTBEAT_SECONDS``; the terminal state is flushed *before* the last event is broadcast or
+  yielded, so whoever sees a turn end finds it in the database;
 - sends one JSON frame per event to the channel-layer group ``conversation.<id>``: text deltas as
   ``{type: "delta", turn, seat|final, offset, text}``, everything else as server-rendered HTML fragments;
 - listens on its own channel (saved in ``Turn.worker``) for ``run.snapshot`` (reply with the whole turn as it
@@ -75,16 +75,14 @@ class TurnRecorder:
         self.layer: BaseChannelLayer | None = None
         self.channel = ""
         self._lock = asyncio.Lock()
-        self._flush_lock = asyncio.Lock()
         self._opened = False
         self._closed = False
+        self.loop: asyncio.AbstractEventLoop | None = None
         self._cancel_requested = False
         self._pump: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._started = time.monotonic()
         self._last_write = 0.0
-        self.flush_seconds = float(getattr(settings, "CHAT_FLUSH_SECONDS", 0.25))
-        self.heartbeat_seconds = float(getattr(settings, "CHAT_HEARTBEAT_SECONDS", 5.0))
 
     # --- lifecycle ---------------------------------------------------------------------------------------
 
@@ -93,6 +91,7 @@ class TurnRecorder:
         if self._opened:
             return
         self._opened = True
+        self.loop = asyncio.get_running_loop()
         self.layer = get_channel_layer(self.channel_layer_alias)
         if self.layer is not None:
             self.channel = await self.layer.new_channel()
@@ -101,7 +100,7 @@ class TurnRecorder:
         self._last_write = time.monotonic()
         if self.layer is not None:
             self._tasks.append(asyncio.create_task(self._listen(), name=f"turn-{self.turn_id}-listen"))
-        self._tasks.append(asyncio.create_task(self._flush_loop(), name=f"turn-{self.turn_id}-flush"))
+        _flusher_ensure()
         async with self._lock:
             await self._broadcast(rendering.snapshot_frame(self.state))
 
@@ -313,22 +312,21 @@ class TurnRecorder:
 
     # --- persistence -------------------------------------------------------------------------------------
 
-    async def _flush_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.flush_seconds)
-            due = time.monotonic() - self._last_write >= self.heartbeat_seconds
-            if due or self.state.dirty or any(seat.dirty for seat in self.state.seats):
-                try:
-                    await self._flush()
-                except Exception:  # a failed write is retried on the next tick; the run goes on
-                    logger.exception("turn %s: flush failed", self.turn_id)
+    def flush_due(self, now: float, heartbeat_seconds: float) -> bool:
+        """Whether the shared flusher should write this run now: it changed, or its heartbeat is due."""
+        if self._closed or self.state.status in TERMINAL_STATUSES:
+            return False  # the run's own final flush writes the rest
+        if now - self._last_write >= heartbeat_seconds:
+            return True
+        return self.state.dirty or any(seat.dirty for seat in self.state.seats)
 
     async def _flush(self) -> None:
-        async with self._flush_lock:
+        """Write what changed now (the final state, mostly); serialised with the shared flusher's writes."""
+        async with _write_lock():
             turn_fields, answers = self._collect()
             self._last_write = time.monotonic()
-            exists = await _turn_write(turn_id=self.turn_id, fields=turn_fields, answers=answers)
-        if not exists and not self._closed:
+            missing = await _turns_write([(self.turn_id, turn_fields, answers)])
+        if missing and not self._closed:
             # The conversation was deleted under a running turn: nothing left to record into.
             self.cancel()
 
@@ -371,16 +369,73 @@ class TurnRecorder:
         return fields, answers
 
 
+# --- the shared flusher ---------------------------------------------------------------------------------
+# One task per event loop writes every live run's changes in one transaction per tick: a few hundred runs
+# cost a few writes a second, not a few hundred.
+
+_flushers: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
+_write_locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+
+
+def _write_lock() -> asyncio.Lock:
+    loop = asyncio.get_running_loop()
+    lock = _write_locks.get(loop)
+    if lock is None:
+        lock = _write_locks[loop] = asyncio.Lock()
+    return lock
+
+
+def _flusher_ensure() -> None:
+    loop = asyncio.get_running_loop()
+    task = _flushers.get(loop)
+    if task is None or task.done():
+        _flushers[loop] = loop.create_task(_flush_all(loop), name="chat-flusher")
+
+
+async def _flush_all(loop: asyncio.AbstractEventLoop) -> None:
+    interval = float(getattr(settings, "CHAT_FLUSH_SECONDS", 0.25))
+    heartbeat = float(getattr(settings, "CHAT_HEARTBEAT_SECONDS", 5.0))
+    try:
+        while True:
+            await asyncio.sleep(interval)
+            live = [r for r in _LIVE.values() if r.loop is loop]
+            if not live:
+                return  # the next recorder to open starts a new flusher
+            try:
+                async with _write_lock():
+                    now = time.monotonic()
+                    due = [r for r in live if r.flush_due(now, heartbeat)]
+                    if not due:
+                        continue
+                    batch = [(r.turn_id, *r._collect()) for r in due]
+                    for recorder in due:
+                        recorder._last_write = now
+                    missing = await _turns_write(batch)
+            except Exception:  # a failed write is retried on the next tick; the runs go on
+                logger.exception("flushing %d running turns failed", len(live))
+                continue
+            for recorder in due:
+                if recorder.turn_id in missing:
+                    recorder.cancel()
+    finally:
+        if _flushers.get(loop) is asyncio.current_task():
+            del _flushers[loop]
+
+
 @database_sync_to_async
 def _turn_take(*, turn_id: int, worker: str) -> None:
     Turn.objects.filter(pk=turn_id).update(worker=worker, heartbeat_at=timezone.now())
 
 
 @database_sync_to_async
-def _turn_write(*, turn_id: int, fields: dict[str, Any], answers: dict[int, dict[str, Any]]) -> bool:
+def _turns_write(batch: list[tuple[int, dict[str, Any], dict[int, dict[str, Any]]]]) -> set[int]:
+    """Write each turn's changed fields and answers in one transaction; return the turns that are gone."""
+    missing: set[int] = set()
     with transaction.atomic():
-        if not Turn.objects.filter(pk=turn_id).update(**fields):
-            return False
-        for seat, values in answers.items():
-            PanelAnswer.objects.filter(turn_id=turn_id, seat=seat).update(**values)
-    return True
+        for turn_id, fields, answers in batch:
+            if not Turn.objects.filter(pk=turn_id).update(**fields):
+                missing.add(turn_id)
+                continue
+            for seat, values in answers.items():
+                PanelAnswer.objects.filter(turn_id=turn_id, seat=seat).update(**values)
+    return missing
