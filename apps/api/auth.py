@@ -31,7 +31,7 @@ async def api_key_from(request: HttpRequest) -> ApiKey:
 def rate_check(key: ApiKey) -> None:
     """Count this request against the key's limit; ``ApiError`` 429 with Retry-After once it is spent."""
     limit = settings.API_RATE_LIMIT_PER_MINUTE
-    decision = limiter.hit(f"key:{key.pk}", limit=limit)
+    decision = limiter.hit(key.prefix, limit=limit)
     if not decision.allowed:
         raise ApiError(
             429,

@@ -21,7 +21,7 @@ KEY_RE = re.compile(r"fr-[0-9a-f]{12}-[A-Za-z0-9_-]{40,}")
 
 @pytest.fixture
 def alice() -> User:
-    return User.objects.create_user("alice", password="pw-alice-1234")
+    return User.objects.create_user("alice")
 
 
 @pytest.fixture
@@ -77,7 +77,14 @@ async def test_wrong_secrets_and_malformed_keys_do_not_authenticate(alice: User)
     from asgiref.sync import sync_to_async
 
     key, raw = await sync_to_async(api_key_create)(user=alice, name="k")
-    for bad in ["", "fr-", raw[:-1] + ("A" if raw[-1] != "A" else "B"), f"fr-{key.prefix}-", "sk-abc", raw + "x"]:
+    for bad in [
+        "",
+        "fr-",
+        raw[:-1] + ("A" if raw[-1] != "A" else "B"),
+        f"fr-{key.prefix}-",
+        "sk-abc",
+        raw + "x",
+    ]:
         assert (await api_key_authenticate(raw=bad)) is None, bad
     found = await api_key_authenticate(raw=raw)
     assert found is not None and found.pk == key.pk and found.user.username == "alice"
@@ -105,7 +112,7 @@ def test_revoking_from_the_page_marks_the_key_revoked(alice_client: Client, alic
 
 def test_nobody_can_revoke_someone_elses_key(client: Client, alice: User) -> None:
     key, _ = api_key_create(user=alice, name="mine")
-    bob = User.objects.create_user("bob", password="pw-bob-12345")
+    bob = User.objects.create_user("bob")
     client.force_login(bob)
     assert client.post(f"/accounts/keys/{key.pk}/revoke/").status_code == 404
     assert "mine" not in client.get("/accounts/keys/").content.decode()

@@ -1,0 +1,161 @@
+"""The official ``openai`` client against a real server: Daphne over TCP, OpenRouter on a loopback fake."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from openai import OpenAI
+
+from apps.accounts.api_keys import api_key_revoke
+from apps.chat.models import Conversation, Turn
+from tests.api.conftest import LIVE_RATE_LIMIT, Caller, LiveApi
+from tests.fakes.upstream import FakeUpstream, ModelScript, RecordedRequest
+
+QUESTION = "Which is better for a small team, PostgreSQL or MySQL?"
+FUSION: Any = {"type": "fusion"}
+NOTE: Any = {
+    "type": "function",
+    "function": {
+        "name": "save_note",
+        "parameters": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
+    },
+}
+
+
+@pytest.fixture
+def upstream(live_upstream: FakeUpstream) -> Iterator[FakeUpstream]:
+    yield live_upstream
+    live_upstream.scripts.clear()
+    live_upstream.requests.clear()
+
+
+def outer(request: RecordedRequest) -> ModelScript:
+    results = [json.loads(m["content"]) for m in request.body["messages"] if m["role"] == "tool"]
+    if not results:
+        return ModelScript(tool_calls=[{"name": "fusion", "arguments": {"prompt": QUESTION}}])
+    return ModelScript(text=f"The panel of {len(results[0]['responses'])} says: it depends.")
+
+
+def stream_parts(stream: Any) -> tuple[str, list[str], Any]:
+    text, progress, last = [], [], None
+    for chunk in stream:
+        if chunk.choices:
+            text.append(chunk.choices[0].delta.content or "")
+            last = chunk
+        else:
+            progress.append(chunk.model_extra["fusion_progress"]["type"])
+    return "".join(text), progress, last
+
+
+def test_the_fusion_model_on_the_loopback_upstream(live_openai: OpenAI, upstream: FakeUpstream) -> None:
+    completion = live_openai.chat.completions.create(
+        model="fusion", messages=[{"role": "user", "content": QUESTION}]
+    )
+    fusion = completion.model_extra["fusion"]  # type: ignore[index]
+    assert fusion["panel"] == "fusion/quality" and fusion["demo"] is False and fusion["status"] == "ok"
+    assert len(fusion["responses"]) == 3
+    assert completion.choices[0].message.content
+    assert len(upstream.completions()) == 5
+
+
+def test_the_fusion_model_streams_the_demo_panel(live_openai: OpenAI, live_caller: Caller) -> None:
+    stream = live_openai.chat.completions.create(
+        model="fusion/demo", messages=[{"role": "user", "content": QUESTION}], stream=True
+    )
+    text, progress, last = stream_parts(stream)
+    assert "fused answer" in text
+    assert progress.count("seat.done") == 3 and "analysis.done" in progress
+    assert last.choices[0].finish_reason == "stop" and last.model_extra["fusion"]["demo"] is True
+    # Saved as the key owner's conversation, made through the API.
+    conversation = Conversation.objects.get(owner=live_caller.user)
+    assert conversation.source == "api"
+    assert Turn.objects.get(conversation=conversation).final_text == text
+
+
+def test_the_server_tool_streamed_and_not(live_openai: OpenAI, upstream: FakeUpstream) -> None:
+    upstream.script("vendor/outer", outer)
+    plugin = {"id": "fusion", "analysis_models": ["demo/atlas", "vendor/seat"], "model": "demo/judge"}
+    completion = live_openai.chat.completions.create(
+        model="vendor/outer",
+        messages=[{"role": "user", "content": QUESTION}],
+        tools=[FUSION],
+        extra_body={"plugins": [plugin]},
+    )
+    assert completion.choices[0].message.content == "The panel of 2 says: it depends."
+    assert completion.model_extra["fusion"]["demo"] is True  # type: ignore[index]
+
+    stream = live_openai.chat.completions.create(
+        model="vendor/outer",
+        messages=[{"role": "user", "content": QUESTION}],
+        tools=[FUSION],
+        extra_body={"plugins": [plugin]},
+        stream=True,
+    )
+    text, progress, last = stream_parts(stream)
+    assert text == "The panel of 2 says: it depends."
+    assert "analysis.done" in progress and last.choices[0].finish_reason == "stop"
+
+
+def test_the_callers_function_tools_pass_through(live_openai: OpenAI, upstream: FakeUpstream) -> None:
+    upstream.script(
+        "vendor/outer", ModelScript(tool_calls=[{"name": "save_note", "arguments": {"text": "hi"}}])
+    )
+    completion = live_openai.chat.completions.create(
+        model="vendor/outer", messages=[{"role": "user", "content": "Note hi"}], tools=[NOTE, FUSION]
+    )
+    choice = completion.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    (call,) = choice.message.tool_calls or []
+    assert call.type == "function" and call.function.name == "save_note"
+
+
+def test_a_plain_demo_model_streams(live_openai: OpenAI) -> None:
+    stream = live_openai.chat.completions.create(
+        model="demo/cedar", messages=[{"role": "user", "content": "Tabs or spaces?"}], stream=True
+    )
+    text, progress, last = stream_parts(stream)
+    assert text and progress == [] and last.choices[0].finish_reason == "stop"
+
+
+def test_errors_reach_the_client_as_openai_errors(live_openai: OpenAI, upstream: FakeUpstream) -> None:
+    with pytest.raises(openai.NotFoundError):
+        live_openai.chat.completions.create(model="fusion/nope", messages=[{"role": "user", "content": "Hi"}])
+    for seat in ("vendor/x", "vendor/y"):
+        upstream.script(seat, ModelScript(error_status=503))
+    plugin = {"id": "fusion", "analysis_models": ["vendor/x", "vendor/y"]}
+    with pytest.raises(openai.InternalServerError) as caught:
+        live_openai.chat.completions.create(
+            model="fusion", messages=[{"role": "user", "content": "Hi"}], extra_body={"plugins": [plugin]}
+        )
+    assert caught.value.status_code == 502
+    assert caught.value.body["failure_reason"] == "all_panels_failed"  # type: ignore[index]
+    stream = live_openai.chat.completions.create(
+        model="fusion",
+        messages=[{"role": "user", "content": "Hi"}],
+        extra_body={"plugins": [plugin]},
+        stream=True,
+    )
+    with pytest.raises(openai.APIError, match="All panel models failed"):
+        stream_parts(stream)
+
+
+def test_a_revoked_key_is_refused(live_openai: OpenAI, live_caller: Caller) -> None:
+    assert live_openai.models.list().data[0].id == "fusion"
+    api_key_revoke(user=live_caller.user, key_id=live_caller.user.api_keys.get().pk)
+    with pytest.raises(openai.AuthenticationError):
+        live_openai.models.list()
+
+
+def test_the_rate_limit_holds_on_the_real_server(live_api: LiveApi, live_caller: Caller) -> None:
+    headers = {"Authorization": f"Bearer {live_caller.key}"}
+    with httpx.Client(base_url=live_api.base_url, headers=headers) as client:
+        statuses = [client.get("/models").status_code for _ in range(LIVE_RATE_LIMIT)]
+        refused = client.get("/models")
+    assert statuses == [200] * LIVE_RATE_LIMIT
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    assert refused.json()["error"]["code"] == "rate_limit_exceeded"
