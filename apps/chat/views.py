@@ -18,6 +18,7 @@ from apps.chat import selectors, services
 from apps.chat.forms import RenameForm, SendForm
 from apps.chat.models import Conversation, ShareLink
 from apps.chat.services import ChatError
+from apps.core.views import landing
 from apps.fusion.schemas import MAX_PROMPT_CHARS
 from apps.panels.models import Panel
 from apps.panels.selectors import panel_get_for, panel_list_for
@@ -80,7 +81,7 @@ def _room_context(request: HttpRequest, conversation: Conversation | None, **ext
 
 def home(request: HttpRequest) -> HttpResponse:
     if not request.user.is_authenticated:
-        return render(request, "chat/home.html")
+        return landing(request)
     return render(request, "chat/room.html", _room_context(request, None))
 
 
