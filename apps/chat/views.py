@@ -74,7 +74,6 @@ def _room_context(request: HttpRequest, conversation: Conversation | None, **ext
         "panel_choices": _panel_choices(request.user, conversation, extra.pop("chosen_panel", None)),
         "max_prompt_chars": MAX_PROMPT_CHARS,
         "share_links": selectors.share_links_for(conversation=conversation) if conversation else [],
-        "collapse_done": len(turns) > 1,
         **extra,
     }
 

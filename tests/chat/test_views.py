@@ -267,3 +267,14 @@ def test_a_fresh_running_turn_is_left_running(owner_client: Client, alice: Any) 
     body = owner_client.get(f"/c/{conversation.pk}/").content.decode()
     assert 'data-turn-status="running"' in body
     assert 'id="send-button" class="primary" disabled' in body
+
+
+def test_older_turns_start_with_their_columns_collapsed(owner_client: Client, alice: Any) -> None:
+    conversation = conversation_with_turn(alice)
+    second = conversation.turns.get()
+    second.pk = None
+    second.position = 2
+    second.save()
+    body = owner_client.get(f"/c/{conversation.pk}/").content.decode()
+    details = re.findall(r'<details class="panel-answers" ?(open)?>', body)
+    assert details == ["", "open"]
