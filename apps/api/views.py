@@ -22,6 +22,15 @@ from pydantic import BaseModel, ValidationError
 
 from apps.accounts.models import ApiKey
 from apps.api.auth import api_key_from, rate_check
+from apps.api.calls import (
+    ApiEvent,
+    FinishOut,
+    ProgressOut,
+    TextOut,
+    ToolCallsOut,
+    completion_id,
+    usage_out,
+)
 from apps.api.errors import ApiError, validation_error
 from apps.api.schemas import (
     AssistantMessage,
@@ -34,17 +43,7 @@ from apps.api.schemas import (
     ToolCallOut,
 )
 from apps.api.selectors import model_list_for
-from apps.api.services import (
-    ApiEvent,
-    FinishOut,
-    ProgressOut,
-    TextOut,
-    ToolCallsOut,
-    completion_id,
-    completion_plan,
-    completion_run,
-    usage_out,
-)
+from apps.api.services import completion_plan, completion_run
 from apps.providers.registry import gateway_from_settings
 
 logger = logging.getLogger(__name__)

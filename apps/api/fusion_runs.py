@@ -1,0 +1,214 @@
+"""The fusion model slug: the whole pipeline, recorded as a turn of the caller's, the writer's answer as
+the completion. ``FusionFold`` turns engine events into the brief's result object, also for the server tool.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, Literal
+
+from channels.db import database_sync_to_async
+
+from apps.api.calls import ApiEvent, FinishOut, ProgressOut, TextOut, closing, conversation_parts
+from apps.api.errors import ApiError
+from apps.api.schemas import FailedModel, FusionResult, PanelResponse
+from apps.chat.recorder import TurnRecorder
+from apps.chat.services import ChatError, conversation_create, fusion_request_for, turn_create
+from apps.fusion import schemas as ev
+from apps.fusion.engine import run_fusion, totals_build
+from apps.fusion.schemas import FusionRequest, PriorTurn
+from apps.providers.base import ModelGateway, Usage
+
+if TYPE_CHECKING:
+    from apps.api.services import PanelChoice, Plan, User
+
+
+class FusionFold:
+    """Folds engine events into the brief's result object and the run's step figures."""
+
+    def __init__(self, *, gateway: ModelGateway, choice: PanelChoice) -> None:
+        self.choice = choice
+        self.responses: dict[int, PanelResponse] = {}
+        self.failed: dict[int, FailedModel] = {}
+        self.steps: list[ev.StepStats] = []
+        self.analysis: dict[str, Any] | None = None
+        self.analysis_error: str | None = None
+        self.analysed = False
+        self.failure: ev.RunFailed | None = None
+        self.started = time.perf_counter()
+        self.conversation_id: int | None = None
+        self.turn_id: int | None = None
+        models = [seat["model"] for seat in choice.snapshot["seats"]] + [choice.snapshot["judge"]]
+        self.demo = any(gateway.is_demo(model) for model in models)
+
+    def apply(self, event: Any) -> None:
+        judge = self.choice.snapshot["judge"]
+        if isinstance(event, ev.SeatDone):
+            self.responses[event.seat] = PanelResponse(model=event.model, content=event.content)
+            self._step("seat", event.model, "done", event.usage, event.timings, seat=event.seat)
+        elif isinstance(event, ev.SeatFailed):
+            self.failed[event.seat] = FailedModel(
+                model=event.model, error=event.error, status_code=event.status_code
+            )
+            status: Literal["missing", "failed"] = "missing" if event.reason == "missing" else "failed"
+            self._step("seat", event.model, status, event.usage, event.timings, seat=event.seat)
+        elif isinstance(event, ev.AnalysisDone):
+            self.analysed = True
+            self.analysis = event.analysis.model_dump()
+            self._step("judge", judge, "done", event.usage, event.timings)
+        elif isinstance(event, ev.AnalysisFailed):
+            self.analysed = True
+            self.analysis_error = event.reason
+            self._step("judge", judge, "failed", event.usage, event.timings)
+        elif isinstance(event, ev.RunFailed):
+            self.failure = event
+
+    def progress(self, event: Any) -> dict[str, Any] | None:
+        """What the caller is told about ``event`` while streaming (None: nothing)."""
+        if isinstance(event, ev.RunStarted):
+            return {
+                "type": "run.started",
+                "panel": self.choice.label,
+                "seats": [{"seat": s.seat, "model": s.model} for s in event.seats],
+                "judge": event.judge,
+                "conversation_id": self.conversation_id,
+                "turn_id": self.turn_id,
+            }
+        if isinstance(event, ev.SeatStarted):
+            return {"type": "seat.started", "seat": event.seat, "model": event.model}
+        if isinstance(event, ev.SeatDone):
+            return {
+                "type": "seat.done",
+                "seat": event.seat,
+                "model": event.model,
+                "duration_ms": event.timings.duration_ms,
+            }
+        if isinstance(event, ev.SeatFailed):
+            return {
+                "type": "seat.failed",
+                "seat": event.seat,
+                "model": event.model,
+                "reason": event.reason,
+                "error": event.error,
+                "status_code": event.status_code,
+            }
+        if isinstance(event, ev.AnalysisStarted):
+            return {"type": "analysis.started", "model": event.model}
+        if isinstance(event, ev.AnalysisDone):
+            return {"type": "analysis.done", "analysis": event.analysis.model_dump()}
+        if isinstance(event, ev.AnalysisFailed):
+            return {"type": "analysis.failed", "reason": event.reason, "detail": event.detail}
+        return None
+
+    def _step(
+        self,
+        role: Literal["seat", "judge", "writer"],
+        model: str,
+        status: Literal["done", "failed", "missing", "cancelled"],
+        usage: Usage,
+        timings: ev.Timings,
+        seat: int | None = None,
+    ) -> None:
+        self.steps.append(
+            ev.StepStats(role=role, seat=seat, model=model, status=status, usage=usage, timings=timings)
+        )
+
+    @property
+    def usage(self) -> Usage:
+        return totals_build(steps=self.steps, started=self.started).usage
+
+    def result(self) -> FusionResult:
+        extras: dict[str, Any] = {
+            "demo": self.demo,
+            "panel": self.choice.label,
+            "conversation_id": self.conversation_id,
+            "turn_id": self.turn_id,
+        }
+        failed = [self.failed[seat] for seat in sorted(self.failed)]
+        if self.failure is not None and not self.analysed:
+            reason = self.failure.reason
+            error = "all panel models failed" if reason == "all_panels_failed" else self.failure.message
+            return FusionResult(
+                status="error", error=error, failure_reason=reason, failed_models=failed, **extras
+            )
+        return FusionResult(
+            status="ok",
+            analysis=self.analysis,
+            analysis_error=self.analysis_error,
+            responses=[self.responses[seat] for seat in sorted(self.responses)],
+            failed_models=failed,
+            **extras,
+        )
+
+
+@database_sync_to_async
+def _turn_begin(
+    *, user: User, choice: PanelChoice, prompt: str, history: list[PriorTurn], system: str
+) -> tuple[int, int, TurnRecorder, FusionRequest]:
+    """Save the run's conversation and turn (source "api") and build its engine request."""
+    snapshot = choice.snapshot
+    if system:
+        # The caller's system text reaches every panel model, after the seat's own system prompt if any.
+        snapshot = {
+            **snapshot,
+            "seats": [
+                {**seat, "system_prompt": "\n\n".join(p for p in (seat.get("system_prompt"), system) if p)}
+                for seat in snapshot["seats"]
+            ],
+        }
+    try:
+        conversation = conversation_create(owner=user, source="api")
+        turn = turn_create(
+            conversation=conversation, prompt=prompt, panel_snapshot=snapshot, panel=choice.panel
+        )
+    except ChatError as error:
+        raise ApiError(400, str(error), param="messages") from None
+    request = fusion_request_for(turn=turn)
+    # The API is stateless: the conversation so far comes with the request, not from earlier turns.
+    request = request.model_copy(update={"history": history})
+    return conversation.pk, turn.pk, TurnRecorder(turn=turn), request
+
+
+async def fusion_start(
+    *,
+    user: User,
+    choice: PanelChoice,
+    gateway: ModelGateway,
+    prompt: str,
+    history: list[PriorTurn],
+    system: str,
+) -> tuple[FusionFold, TurnRecorder, FusionRequest]:
+    fold = FusionFold(gateway=gateway, choice=choice)
+    conversation_id, turn_id, recorder, request = await _turn_begin(
+        user=user, choice=choice, prompt=prompt, history=history, system=system
+    )
+    fold.conversation_id, fold.turn_id = conversation_id, turn_id
+    return fold, recorder, request
+
+
+async def fusion_model_run(*, user: User, plan: Plan, gateway: ModelGateway) -> AsyncIterator[ApiEvent]:
+    """The model-slug method: the whole pipeline, the writer's answer as the completion."""
+    assert plan.choice is not None
+    prompt, history, system = conversation_parts(plan.request.messages)
+    fold, recorder, request = await fusion_start(
+        user=user, choice=plan.choice, gateway=gateway, prompt=prompt, history=history, system=system
+    )
+    async with closing(recorder.record(run_fusion(request, gateway=gateway))) as events:
+        async for event in events:
+            fold.apply(event)
+            payload = fold.progress(event)
+            if payload is not None:
+                yield ProgressOut(payload)
+            if isinstance(event, ev.FinalDelta):
+                yield TextOut(event.text)
+            elif isinstance(event, ev.RunDone):
+                yield FinishOut("stop", event.totals.usage, fold.result())
+                return
+            elif isinstance(event, ev.RunFailed):
+                raise run_failed_error(event)
+
+
+def run_failed_error(event: ev.RunFailed) -> ApiError:
+    status = 404 if event.reason == "invalid_model" else 502
+    return ApiError(status, event.message, code=event.reason, failure_reason=event.reason)
