@@ -2,8 +2,8 @@
 
 Fixtures
 - ``daphne_server``: a :class:`LiveServer` (``url``, ``ws_url``) for one test. Daphne runs in a subprocess for
-  the whole session on a free 127.0.0.1 port, against the test database; each test gets the database emptied
-  and the migration data (preset panels) restored, because both processes must see committed rows.
+  the whole session on a free 127.0.0.1 port, against the test database; tests are transactional (both
+  processes must see committed rows) and each starts with the preset panels in place.
 - ``browser``: one headless Chromium for the session (``/usr/bin/chromium``).
 - ``page``: a fresh context and page whose relative URLs resolve against the live server; ``page_log`` is
   what that page did (console errors, uncaught errors, failed requests, every requested URL, dialogs).
@@ -46,6 +46,9 @@ from playwright.sync_api import (
     WebError,
     sync_playwright,
 )
+
+from apps.panels.models import Panel, PanelMember
+from apps.panels.presets import sync_preset_rows
 
 HERE = Path(__file__).resolve().parent
 PROJECT_ROOT = HERE.parent.parent
@@ -174,12 +177,14 @@ def _daphne_process(django_db_setup: None, tmp_path_factory: pytest.TempPathFact
 
 @pytest.fixture
 def daphne_server(
-    request: pytest.FixtureRequest,
-    _daphne_process: LiveServer,
-    transactional_db: None,
-    django_db_serialized_rollback: None,
+    request: pytest.FixtureRequest, _daphne_process: LiveServer, transactional_db: None
 ) -> Iterator[LiveServer]:
-    """The running app for this test; rows the test writes are committed, so the server sees them."""
+    """The running app for this test; rows the test writes are committed, so the server sees them.
+
+    Transactional tests empty the database when they end, migration data included: the preset panels are put
+    back first (idempotent), so every browser test starts from a freshly migrated database.
+    """
+    sync_preset_rows(Panel, PanelMember)
     log_size = _daphne_process.log_path.stat().st_size
     yield _daphne_process
     report = getattr(request.node, "rep_call", None)
