@@ -291,8 +291,13 @@ def run(sizes: tuple[int, ...] = SIZES) -> None:
                 f"at {TOKENS_PER_S:.0f} tokens/s, over the loopback upstream; one Daphne, SQLite"
             )
             for size in sizes:
+                load_before = os.getloadavg()[0]
                 result = _scenario(size, env, upstream_port)
                 print(result.summary(), flush=True)
+                # The figures only mean something on a quiet machine: say how busy it was.
+                print(
+                    f"  load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after ({os.cpu_count()} CPUs)"
+                )
                 for error in sorted(set(result.errors))[:5]:
                     print(f"  error: {error}")
         finally:

@@ -395,9 +395,11 @@ def _flusher_ensure() -> None:
 async def _flush_all(loop: asyncio.AbstractEventLoop) -> None:
     interval = float(getattr(settings, "CHAT_FLUSH_SECONDS", 0.25))
     heartbeat = float(getattr(settings, "CHAT_HEARTBEAT_SECONDS", 5.0))
+    pause = interval
     try:
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(pause)
+            pause = interval
             live = [r for r in _LIVE.values() if r.loop is loop]
             if not live:
                 return  # the next recorder to open starts a new flusher
@@ -411,6 +413,8 @@ async def _flush_all(loop: asyncio.AbstractEventLoop) -> None:
                     for recorder in due:
                         recorder._last_write = now
                     missing = await _turns_write(batch)
+                    # Under load, write less often rather than let flushes crowd out the runs themselves.
+                    pause = max(interval, (time.monotonic() - now) * 4)
             except Exception:  # a failed write is retried on the next tick; the runs go on
                 logger.exception("flushing %d running turns failed", len(live))
                 continue
