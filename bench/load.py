@@ -295,9 +295,8 @@ def run(sizes: tuple[int, ...] = SIZES) -> None:
                 result = _scenario(size, env, upstream_port)
                 print(result.summary(), flush=True)
                 # The figures only mean something on a quiet machine: say how busy it was.
-                print(
-                    f"  load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after ({os.cpu_count()} CPUs)"
-                )
+                after = os.getloadavg()[0]
+                print(f"  load average {load_before:.1f} before, {after:.1f} after ({os.cpu_count()} CPUs)")
                 for error in sorted(set(result.errors))[:5]:
                     print(f"  error: {error}")
         finally:
