@@ -62,3 +62,7 @@ async def test_the_run_shows_in_the_owners_chatroom(oai: AsyncOpenAI, alice: Cal
     status, body = await sync_to_async(page)(f"/c/{conversation_id}/")
     assert status == 200
     assert QUESTION in body
+    # The history list marks it as made through the API.
+    item = body[body.index(f'id="conversation-{conversation_id}"') :]
+    item = item[: item.index("</li>")]
+    assert 'title="Made through the API">API</span>' in item
