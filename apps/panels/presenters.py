@@ -12,7 +12,15 @@ from typing import Any
 from apps.fusion.schemas import FusionOptions
 from apps.panels.forms import BuilderInput
 from apps.panels.models import Panel
-from apps.panels.services import Runnability, catalog, model_info, model_route, panel_runnability
+from apps.panels.services import (
+    Runnability,
+    catalog,
+    model_info,
+    model_route,
+    panel_estimate_cost,
+    panel_runnability,
+    unpriced_models,
+)
 from apps.providers.catalog import ModelInfo
 
 PER_MILLION = 1_000_000
@@ -229,3 +237,21 @@ def panel_card(panel: Panel) -> PanelCard:
 def snapshot_models(snapshot: Mapping[str, Any]) -> list[str]:
     seats = [str(seat.get("model", "")) for seat in snapshot.get("seats", [])]
     return [*seats, str(snapshot.get("judge", "")), str(snapshot.get("writer", ""))]
+
+
+def estimate_context(*, panel: Panel | None, prompt_chars: int, history_chars: int) -> dict[str, Any]:
+    """What ``panels/_estimate.html`` renders for ``panel`` (None: no panel chosen, or not one of yours)."""
+    if panel is None:
+        return {"panel": None}
+    snapshot = panel.snapshot()
+    estimate = panel_estimate_cost(
+        snapshot_or_panel=snapshot, prompt_chars=prompt_chars, history_chars=history_chars
+    )
+    return {
+        "panel": panel,
+        "estimate": estimate,
+        "unpriced": [] if estimate is not None else unpriced_models(snapshot_or_panel=snapshot),
+        "all_demo": all(model.startswith("demo/") for model in snapshot_models(snapshot)),
+        "runnability": panel_runnability(panel=snapshot),
+        "seat_count": len(snapshot["seats"]),
+    }

@@ -27,10 +27,7 @@ from apps.panels.services import (
     PanelInvalid,
     panel_delete,
     panel_duplicate,
-    panel_estimate_cost,
-    panel_runnability,
     panel_save,
-    unpriced_models,
 )
 
 SEARCH_LIMIT = 20
@@ -204,21 +201,10 @@ def cost_estimate(request: HttpRequest) -> HttpResponse:
     """
     panel_id = _int_field(request, "panel", "panel_id", upper=2**62)
     try:
-        panel = panel_get_for(user=request.user, panel_id=panel_id)
+        panel: Panel | None = panel_get_for(user=request.user, panel_id=panel_id)
     except Panel.DoesNotExist:
-        return render(request, "panels/_estimate.html", {"panel": None})
+        panel = None
     prompt_chars = min(_text_length(request, "prompt", "content", "message"), MAX_PROMPT_CHARS)
     history_chars = _int_field(request, "history_chars", upper=MAX_HISTORY_CHARS)
-    snapshot = panel.snapshot()
-    estimate = panel_estimate_cost(
-        snapshot_or_panel=snapshot, prompt_chars=prompt_chars, history_chars=history_chars
-    )
-    context = {
-        "panel": panel,
-        "estimate": estimate,
-        "unpriced": [] if estimate is not None else unpriced_models(snapshot_or_panel=snapshot),
-        "all_demo": all(model.startswith("demo/") for model in presenters.snapshot_models(snapshot)),
-        "runnability": panel_runnability(panel=snapshot),
-        "seat_count": len(snapshot["seats"]),
-    }
+    context = presenters.estimate_context(panel=panel, prompt_chars=prompt_chars, history_chars=history_chars)
     return render(request, "panels/_estimate.html", context)

@@ -168,3 +168,10 @@ def test_a_running_turn_shows_no_comparison_yet(priced: FakeUpstream, alice: Any
     turn.status = "running"
     line = Template("{% load panel_tags %}{% turn_cost_line turn %}").render(Context({"turn": turn}))
     assert line.strip() == ""
+
+
+def test_the_chatroom_composer_shows_the_default_panels_estimate_with_the_page(alice_client: Client) -> None:
+    html = alice_client.get(reverse("chat:home")).content.decode()
+    assert 'data-testid="cost-estimate"' in html
+    assert "Estimated cost: $0 (offline demo models)." in html  # the demo panel is the default without a key
+    assert 'hx-trigger="change from:#panel-select, input changed delay:500ms from:#prompt"' in html

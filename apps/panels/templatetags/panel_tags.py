@@ -11,6 +11,7 @@ from typing import Any
 
 from django import template
 
+from apps.panels.presenters import estimate_context
 from apps.panels.services import (
     history_chars_before,
     panel_runnability,
@@ -36,9 +37,11 @@ def usd(value: float | None) -> str:
     return f"${value:,.2f}"
 
 
-@register.inclusion_tag("panels/_estimate_slot.html")
-def cost_estimate_slot(conversation: Any = None) -> dict[str, Any]:
-    """The composer's live estimate: refreshed (htmx) when the panel changes and while the prompt is typed.
+@register.inclusion_tag("panels/_estimate_slot.html", takes_context=True)
+def cost_estimate_slot(context: template.Context, conversation: Any = None) -> dict[str, Any]:
+    """The composer's estimate, for the panel selected in ``panel_choices`` (items with ``panel`` and
+    ``selected``) and the ``prompt`` in the context; htmx refreshes it when ``#panel-select`` changes and
+    while ``#prompt`` is typed.
 
     Place it inside the composer form; it posts that form (panel and prompt fields) to ``panels:estimate``.
     Renders in sync code only: it reads the conversation's turns for the history length.
@@ -46,7 +49,15 @@ def cost_estimate_slot(conversation: Any = None) -> dict[str, Any]:
     history = 0
     if conversation is not None and getattr(conversation, "pk", None):
         history = history_chars_before(conversation.turns.all())
-    return {"history_chars": history}
+    selected = next(
+        (choice.panel for choice in context.get("panel_choices") or [] if getattr(choice, "selected", False)),
+        None,
+    )
+    prompt = context.get("prompt") or ""
+    return {
+        "history_chars": history,
+        **estimate_context(panel=selected, prompt_chars=len(str(prompt)), history_chars=history),
+    }
 
 
 @register.inclusion_tag("panels/_turn_cost.html")
