@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import string
 from datetime import timedelta
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -21,7 +22,9 @@ from apps.accounts.models import ApiKey
 
 KEY_SCHEME = "fr"
 PREFIX_BYTES = 6  # 12 hex characters: public, unique, no "-" in it
-SECRET_BYTES = 32
+# Letters and digits only, so a double click selects the whole secret; 43 of them carry 256 bits.
+SECRET_ALPHABET = string.ascii_letters + string.digits
+SECRET_CHARS = 43
 MAX_KEY_LENGTH = 200
 # last_used_at is a hint for the owner, not an audit log: one write a minute per key is plenty.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -55,7 +58,7 @@ def api_key_create(*, user: AbstractBaseUser | AnonymousUser, name: str) -> tupl
     prefix = secrets.token_hex(PREFIX_BYTES)
     while ApiKey.objects.filter(prefix=prefix).exists():  # 2**48 values: a clash is a curiosity, not a risk
         prefix = secrets.token_hex(PREFIX_BYTES)
-    secret = secrets.token_urlsafe(SECRET_BYTES)
+    secret = "".join(secrets.choice(SECRET_ALPHABET) for _ in range(SECRET_CHARS))
     key = ApiKey.objects.create(
         user_id=_user_id(user), name=name, prefix=prefix, secret_hash=_secret_hash(secret)
     )

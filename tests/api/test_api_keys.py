@@ -16,7 +16,7 @@ from apps.accounts.models import ApiKey
 
 pytestmark = pytest.mark.django_db
 
-KEY_RE = re.compile(r"fr-[0-9a-f]{12}-[A-Za-z0-9_-]{40,}")
+KEY_RE = re.compile(r"fr-[0-9a-f]{12}-[A-Za-z0-9]{43}")
 
 
 @pytest.fixture
