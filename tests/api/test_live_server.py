@@ -63,6 +63,32 @@ def test_the_fusion_model_on_the_loopback_upstream(live_openai: OpenAI, upstream
     assert len(upstream.completions()) == 5
 
 
+def test_the_fusion_model_streams_from_the_loopback_upstream(
+    live_openai: OpenAI, upstream: FakeUpstream
+) -> None:
+    stream = live_openai.chat.completions.create(
+        model="fusion", messages=[{"role": "user", "content": QUESTION}], stream=True
+    )
+    text, progress, last = stream_parts(stream)
+    assert text and progress.count("seat.done") == 3
+    assert last.model_extra["fusion"]["panel"] == "fusion/quality" and last.usage.total_tokens > 0
+    assert len(upstream.completions()) == 5
+
+
+def test_the_server_tool_forced_on_a_demo_model_streams(live_openai: OpenAI) -> None:
+    stream = live_openai.chat.completions.create(
+        model="demo/writer",
+        messages=[{"role": "user", "content": QUESTION}],
+        tools=[FUSION],
+        tool_choice="required",
+        extra_body={"plugins": [{"id": "fusion", "preset": "demo"}]},
+        stream=True,
+    )
+    text, progress, last = stream_parts(stream)
+    assert text and "analysis.done" in progress
+    assert last.model_extra["fusion"]["demo"] is True and len(last.model_extra["fusion"]["responses"]) == 3
+
+
 def test_the_fusion_model_streams_the_demo_panel(live_openai: OpenAI, live_caller: Caller) -> None:
     stream = live_openai.chat.completions.create(
         model="fusion/demo", messages=[{"role": "user", "content": QUESTION}], stream=True
