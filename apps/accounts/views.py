@@ -31,7 +31,7 @@ def signup(request: HttpRequest) -> HttpResponse:
     form = SignUpForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        login(request, user)
         messages.success(request, f"Welcome to Fusion Room, {user.get_username()}.")
         return redirect(_next_url(request))
     return render(request, "registration/signup.html", {"form": form, "next": request.GET.get("next", "")})

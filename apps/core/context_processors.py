@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.http import HttpRequest
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 
 
 @dataclass(frozen=True)
@@ -15,19 +15,7 @@ class NavItem:
     current: bool
 
 
-# (label, url name, path it falls back to while that app has no such url yet)
-_NAV = (
-    ("Chat", "chat:home", "/"),
-    ("Panels", "panels:list", "/panels/"),
-    ("API keys", "api_keys", "/accounts/keys/"),
-)
-
-
-def _url(name: str, fallback: str) -> str:
-    try:
-        return reverse(name)
-    except NoReverseMatch:
-        return fallback
+_NAV = (("Chat", "chat:home"), ("Panels", "panels:list"), ("API keys", "api_keys"))
 
 
 def navigation(request: HttpRequest) -> dict[str, list[NavItem]]:
@@ -35,7 +23,6 @@ def navigation(request: HttpRequest) -> dict[str, list[NavItem]]:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {"nav_items": []}
-    links = [(label, _url(name, fallback)) for label, name, fallback in _NAV]
-    matches = [url for _, url in links if request.path.startswith(url)]
-    current = max(matches, key=len, default=None)
+    links = [(label, reverse(name)) for label, name in _NAV]
+    current = max((url for _, url in links if request.path.startswith(url)), key=len, default=None)
     return {"nav_items": [NavItem(label=label, url=url, current=url == current) for label, url in links]}

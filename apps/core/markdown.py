@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 # Pygments is linear but not cheap; beyond this a block is shown plain rather than stalling a reply.
 HIGHLIGHT_MAX_CHARS = 20_000
+# Longer texts are rendered every time rather than kept in the cache.
+CACHE_MAX_CHARS = 32_000
 # Deeply nested lists and quotes cost time and say nothing; markdown-it stops nesting past this depth.
 MAX_NESTING = 20
 
@@ -152,12 +154,13 @@ def render_markdown(text: str) -> SafeString:
     """
     if not text:
         return SafeString("")
-    return mark_safe(_render_cached(text))  # noqa: S308
+    html = _render_cached(text) if len(text) <= CACHE_MAX_CHARS else render_markdown_uncached(text)
+    return mark_safe(html)  # noqa: S308
 
 
-# A conversation page renders every stored answer again on each load; finished answers never change, so the
-# same text is rendered once per process (bounded: at most this many distinct texts are kept).
-@functools.lru_cache(maxsize=512)
+# A conversation page renders every stored answer again on each load; finished answers never change, so a text
+# is rendered once per process. Bounded: 128 texts of at most CACHE_MAX_CHARS (a few MB in all).
+@functools.lru_cache(maxsize=128)
 def _render_cached(text: str) -> str:
     return render_markdown_uncached(text)
 

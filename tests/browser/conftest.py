@@ -86,10 +86,6 @@ class LiveServer:
     ws_url: str
     log_path: Path
 
-    def log_tail(self, lines: int = 40) -> str:
-        """The last lines Daphne printed (tracebacks of server errors end up here)."""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
 
 def _database_url() -> str:
     """A DATABASE_URL for the test database that pytest-django has just created."""
