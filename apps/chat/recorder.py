@@ -115,29 +115,48 @@ class TurnRecorder:
         queue: asyncio.Queue[Any] = asyncio.Queue()
         self._pump = asyncio.create_task(self._pump_events(events, queue), name=f"turn-{self.turn_id}-run")
         try:
-            while True:
-                item = await queue.get()
-                if item is _END:
-                    break
-                if item is _CANCELLED:
-                    event: Any = self._cancelled_event()
-                elif isinstance(item, _Failure):
-                    logger.error("turn %s: the run raised", self.turn_id, exc_info=item.error)
-                    event = ev.RunFailed(
-                        reason="unexpected_error",
-                        message=f"The run stopped unexpectedly ({type(item.error).__name__}).",
-                        partial_final=self.state.final_text,
-                        totals=self._totals_so_far(),
-                    )
-                    await self._apply(event, status="interrupted")
+            finished = False
+            while not finished:
+                # Take everything already waiting: under load, the deltas among it go out as fewer frames.
+                items = [await queue.get()]
+                while not queue.empty():
+                    items.append(queue.get_nowait())
+                deltas: list[Any] = []
+                for item in items:
+                    if getattr(item, "type", None) in ("seat.delta", "final.delta"):
+                        deltas.append(item)
+                        continue
+                    if deltas:
+                        await self._apply_deltas(deltas)
+                        for delta in deltas:
+                            yield delta
+                        deltas = []
+                    if item is _END:
+                        finished = True
+                        break
+                    if item is _CANCELLED:
+                        event: Any = self._cancelled_event()
+                        status = None
+                    elif isinstance(item, _Failure):
+                        logger.error("turn %s: the run raised", self.turn_id, exc_info=item.error)
+                        event = ev.RunFailed(
+                            reason="unexpected_error",
+                            message=f"The run stopped unexpectedly ({type(item.error).__name__}).",
+                            partial_final=self.state.final_text,
+                            totals=self._totals_so_far(),
+                        )
+                        status = "interrupted"
+                    else:
+                        event, status = item, None
+                    await self._apply(event, status=status)
                     yield event
-                    break
-                else:
-                    event = item
-                await self._apply(event)
-                yield event
-                if event.type in ("run.done", "run.failed"):
-                    break
+                    if event.type in ("run.done", "run.failed"):
+                        finished = True
+                        break
+                if deltas and not finished:
+                    await self._apply_deltas(deltas)
+                    for delta in deltas:
+                        yield delta
         finally:
             await self.close()
 
@@ -206,27 +225,39 @@ class TurnRecorder:
                     logger.debug("turn %s: closing the event source failed", self.turn_id, exc_info=True)
         queue.put_nowait(_END)
 
+    async def _apply_deltas(self, events: list[Any]) -> None:
+        """Append text deltas; consecutive ones for the same column go out as one frame."""
+        state = self.state
+        merged: dict[int, tuple[int, list[str]]] = {}  # seat number (0: the fused answer) -> offset, texts
+        async with self._lock:
+            for event in events:
+                if event.type == "seat.delta":
+                    seat = state.seat(event.seat)
+                    offset = seat.buffer.append(event.text)
+                    seat.dirty = True
+                    key = event.seat
+                else:
+                    offset = state.final.append(event.text)
+                    state.dirty = True
+                    key = 0
+                if key in merged:
+                    merged[key][1].append(event.text)
+                else:
+                    merged[key] = (offset, [event.text])
+            for key, (offset, texts) in merged.items():
+                text = "".join(texts)
+                if key:
+                    frame = rendering.seat_delta_frame(
+                        turn_id=self.turn_id, seat=key, offset=offset, text=text
+                    )
+                else:
+                    frame = rendering.final_delta_frame(turn_id=self.turn_id, offset=offset, text=text)
+                await self._broadcast(frame)
+
     async def _apply(self, event: Any, *, status: str | None = None) -> None:
         state = self.state
         kind = event.type
         async with self._lock:
-            if kind == "seat.delta":
-                seat = state.seat(event.seat)
-                offset = seat.buffer.append(event.text)
-                seat.dirty = True
-                await self._broadcast(
-                    rendering.seat_delta_frame(
-                        turn_id=self.turn_id, seat=event.seat, offset=offset, text=event.text
-                    )
-                )
-                return
-            if kind == "final.delta":
-                offset = state.final.append(event.text)
-                state.dirty = True
-                await self._broadcast(
-                    rendering.final_delta_frame(turn_id=self.turn_id, offset=offset, text=event.text)
-                )
-                return
             if kind == "seat.reasoning":
                 return
             state.apply(event)
