@@ -72,16 +72,15 @@ def api_key_list_for(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[ApiK
 
 def api_key_revoke(*, user: AbstractBaseUser | AnonymousUser, key_id: int) -> ApiKey:
     """Revoke one of ``user``'s keys (idempotent); ``ApiKey.DoesNotExist`` for anyone else's."""
-    key = ApiKey.objects.get(pk=key_id, user_id=_user_id(user))
-    if key.revoked_at is None:
-        key.revoked_at = timezone.now()
-        key.save(update_fields=["revoked_at"])
-    return key
+    return _revoke(ApiKey.objects.get(pk=key_id, user_id=_user_id(user)))
 
 
 def api_key_revoke_by_prefix(*, prefix: str) -> ApiKey:
     """Revoke a key by its public prefix (the ``apikey revoke`` command); ``ApiKey.DoesNotExist`` if none."""
-    key = ApiKey.objects.get(prefix=prefix)
+    return _revoke(ApiKey.objects.get(prefix=prefix))
+
+
+def _revoke(key: ApiKey) -> ApiKey:
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])

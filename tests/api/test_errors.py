@@ -17,6 +17,14 @@ HELLO = [{"role": "user", "content": "Hello"}]
 FAILING_PANEL = {"id": "fusion", "analysis_models": ["vendor/x", "vendor/y"], "model": "vendor/judge"}
 
 
+@pytest.fixture
+def panel_down(upstream: FakeUpstream) -> FakeUpstream:
+    """Both models of ``FAILING_PANEL`` answer 503."""
+    for model in ("vendor/x", "vendor/y"):
+        upstream.script(model, ModelScript(error_status=503, error_message="no capacity"))
+    return upstream
+
+
 def error_of(response: httpx.Response) -> dict[str, Any]:
     body = response.json()
     assert set(body) == {"error"}
@@ -122,10 +130,8 @@ async def test_an_unknown_model_in_the_plugin_is_a_404(oai: AsyncOpenAI) -> None
 
 
 async def test_every_panel_model_failing_is_a_502_with_its_failure_reason(
-    api: httpx.AsyncClient, alice: Caller, upstream: FakeUpstream
+    api: httpx.AsyncClient, alice: Caller, panel_down: FakeUpstream
 ) -> None:
-    for model in ("vendor/x", "vendor/y"):
-        upstream.script(model, ModelScript(error_status=503, error_message="no capacity"))
     response = await api.post(
         "/chat/completions",
         headers=auth(alice),
@@ -135,14 +141,12 @@ async def test_every_panel_model_failing_is_a_502_with_its_failure_reason(
     error = error_of(response)
     assert error["failure_reason"] == "all_panels_failed" and error["code"] == "all_panels_failed"
     assert "no capacity" in error["message"]
-    assert upstream.requests_for("vendor/judge") == []
+    assert panel_down.requests_for("vendor/judge") == []
 
 
 async def test_a_failure_after_the_stream_began_is_an_error_chunk_then_done(
-    api: httpx.AsyncClient, alice: Caller, upstream: FakeUpstream
+    api: httpx.AsyncClient, alice: Caller, panel_down: FakeUpstream
 ) -> None:
-    for model in ("vendor/x", "vendor/y"):
-        upstream.script(model, ModelScript(error_status=503, error_message="no capacity"))
     response = await api.post(
         "/chat/completions",
         headers=auth(alice),
@@ -158,9 +162,7 @@ async def test_a_failure_after_the_stream_began_is_an_error_chunk_then_done(
     assert progress.count("seat.failed") == 2
 
 
-async def test_the_openai_client_raises_the_error_chunk(oai: AsyncOpenAI, upstream: FakeUpstream) -> None:
-    for model in ("vendor/x", "vendor/y"):
-        upstream.script(model, ModelScript(error_status=503))
+async def test_the_openai_client_raises_the_error_chunk(oai: AsyncOpenAI, panel_down: FakeUpstream) -> None:
     stream = await oai.chat.completions.create(
         model="fusion",
         messages=[{"role": "user", "content": "Hello"}],
