@@ -111,3 +111,9 @@ def test_the_landing_page_explains_the_product_and_links_to_sign_up_and_log_in()
     assert "panel" in body and "judge" in body and "writer" in body
     assert f'href="{reverse("signup")}"' in body
     assert f'href="{reverse("login")}"' in body
+
+
+def test_anonymous_visitors_get_the_landing_page_at_the_root(client: Client) -> None:
+    body = _page(client, "/")
+    assert "Ask a panel of models, get one answer you can check" in body
+    assert f'href="{reverse("signup")}"' in body
