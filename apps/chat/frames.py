@@ -43,7 +43,7 @@ class ResyncFrame(BaseModel):
 
 
 InboundFrame = Annotated[SendFrame | CancelFrame | ResyncFrame, Field(discriminator="type")]
-_ADAPTER: TypeAdapter[SendFrame | CancelFrame | ResyncFrame] = TypeAdapter(InboundFrame)  # type: ignore[arg-type]
+_ADAPTER: TypeAdapter[SendFrame | CancelFrame | ResyncFrame] = TypeAdapter(InboundFrame)
 
 
 def frame_parse(text: str | None) -> SendFrame | CancelFrame | ResyncFrame:
