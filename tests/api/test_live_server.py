@@ -13,8 +13,9 @@ from openai import OpenAI
 
 from apps.accounts.api_keys import api_key_revoke
 from apps.chat.models import Conversation, Turn
-from tests.api.conftest import LIVE_RATE_LIMIT, Caller, LiveApi
+from tests.api.conftest import LIVE_RATE_LIMIT, Caller
 from tests.fakes.upstream import FakeUpstream, ModelScript, RecordedRequest
+from tests.live_server import LiveServer
 
 QUESTION = "Which is better for a small team, PostgreSQL or MySQL?"
 FUSION: Any = {"type": "fusion"}
@@ -177,9 +178,9 @@ def test_a_revoked_key_is_refused(live_openai: OpenAI, live_caller: Caller) -> N
         live_openai.models.list()
 
 
-def test_the_rate_limit_holds_on_the_real_server(live_api: LiveApi, live_caller: Caller) -> None:
+def test_the_rate_limit_holds_on_the_real_server(live_api: LiveServer, live_caller: Caller) -> None:
     headers = {"Authorization": f"Bearer {live_caller.key}"}
-    with httpx.Client(base_url=live_api.base_url, headers=headers) as client:
+    with httpx.Client(base_url=live_api.api_url, headers=headers) as client:
         statuses = [client.get("/models").status_code for _ in range(LIVE_RATE_LIMIT)]
         refused = client.get("/models")
     assert statuses == [200] * LIVE_RATE_LIMIT

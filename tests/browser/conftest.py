@@ -2,8 +2,8 @@
 
 Fixtures
 - ``daphne_server``: a :class:`LiveServer` (``url``, ``ws_url``) for one test. Daphne runs in a subprocess for
-  the whole session on a free 127.0.0.1 port, against the test database; tests are transactional (both
-  processes must see committed rows) and each starts with the preset panels in place.
+  the whole session (``tests/live_server.py``), against the test database; tests are transactional (both
+  processes must see committed rows) and each starts with the preset panels in place (``tests/conftest.py``).
 - ``browser``: one headless Chromium for the session (``/usr/bin/chromium``).
 - ``page``: a fresh context and page whose relative URLs resolve against the live server; ``page_log`` is
   what that page did (console errors, uncaught errors, failed requests, every requested URL, dialogs).
@@ -21,20 +21,13 @@ Every test in this folder is marked ``browser``. Without ``/usr/bin/chromium`` t
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
-from django.db import connection
 from playwright.sync_api import (
     Browser,
     BrowserContext,
@@ -47,11 +40,9 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from apps.panels.models import Panel, PanelMember
-from apps.panels.presets import sync_preset_rows
+from tests.live_server import LiveServer, live_server_session, live_server_start
 
 HERE = Path(__file__).resolve().parent
-PROJECT_ROOT = HERE.parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -62,7 +53,6 @@ CHROMIUM_ARGS = [
 # Seconds per streamed word of the demo models: small enough to keep tests fast, large enough that a stream is
 # a stream (several frames, not one burst).
 LIVE_SERVER_DEMO_MODEL_DELAY = 0.002
-SERVER_START_TIMEOUT = 30.0
 # Playwright's default of 30 s turns a broken page into a long wait; nothing here should need more than this.
 PAGE_TIMEOUT_MS = 10_000
 
@@ -80,115 +70,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # --- The live server ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class LiveServer:
-    url: str
-    ws_url: str
-    log_path: Path
-
-
-def _database_url() -> str:
-    """A DATABASE_URL for the test database that pytest-django has just created."""
-    settings = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{Path(settings['NAME']).resolve()}"
-    if connection.vendor == "postgresql":
-        user = quote(settings.get("USER") or "", safe="")
-        password = quote(settings.get("PASSWORD") or "", safe="")
-        auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
-        port = f":{settings['PORT']}" if settings.get("PORT") else ""
-        return f"postgres://{auth}{settings.get('HOST') or ''}{port}/{quote(settings['NAME'], safe='')}"
-    raise RuntimeError(f"browser tests do not know how to share a {connection.vendor} test database")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _serving(process: subprocess.Popen[bytes], url: str) -> bool:
-    """Wait until ``url`` answers (True) or the process exits (False: most likely the port was taken)."""
-    deadline = time.monotonic() + SERVER_START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            return False
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return True
-        except urllib.error.HTTPError:
-            return True  # it answers; what it answers is for the tests to judge
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"Daphne did not answer {url} within {SERVER_START_TIMEOUT} s")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 @pytest.fixture(scope="session")
 def _daphne_process(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    env = {
-        **os.environ,
-        "DEBUG": "1",
-        "DJANGO_SETTINGS_MODULE": "tests.browser.server_settings",
-        "DATABASE_URL": _database_url(),
-        "DEMO_MODEL_DELAY": str(LIVE_SERVER_DEMO_MODEL_DELAY),
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    log_path = tmp_path_factory.mktemp("daphne") / "daphne.log"
-    # A free port can be taken between asking for it and Daphne binding it: then try another one.
-    for _attempt in range(3):
-        port = _free_port()
-        server = LiveServer(
-            url=f"http://127.0.0.1:{port}", ws_url=f"ws://127.0.0.1:{port}", log_path=log_path
-        )
-        command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
-        with log_path.open("ab") as log:
-            process = subprocess.Popen(
-                [*command, "--access-log", os.devnull, "fusionroom.asgi:application"],
-                cwd=PROJECT_ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        if _serving(process, f"{server.url}/accounts/login/"):
-            break
-    else:
-        raise RuntimeError(f"Daphne did not start:\n{log_path.read_text(errors='replace')}")
-    try:
+    with live_server_start(
+        settings_module="tests.browser.server_settings",
+        ready_path="/accounts/login/",
+        log_dir=tmp_path_factory.mktemp("daphne"),
+        env={"DEMO_MODEL_DELAY": str(LIVE_SERVER_DEMO_MODEL_DELAY)},
+    ) as server:
         yield server
-    finally:
-        _stop(process)
 
 
 @pytest.fixture
 def daphne_server(
     request: pytest.FixtureRequest, _daphne_process: LiveServer, transactional_db: None
 ) -> Iterator[LiveServer]:
-    """The running app for this test; rows the test writes are committed, so the server sees them.
-
-    Transactional tests empty the database when they end, migration data included: the preset panels are put
-    back first (idempotent), so every browser test starts from a freshly migrated database.
-    """
-    sync_preset_rows(Panel, PanelMember)
-    log_size = _daphne_process.log_path.stat().st_size
-    yield _daphne_process
-    report = getattr(request.node, "rep_call", None)
-    if report is not None and report.failed:
-        # The server's tracebacks live in another process: show what it printed during this test.
-        with _daphne_process.log_path.open("rb") as log:
-            log.seek(log_size)
-            print(f"--- Daphne printed during this test ---\n{log.read().decode(errors='replace')}")
+    """The running app for this test; rows the test writes are committed, so the server sees them."""
+    with live_server_session(request, _daphne_process) as server:
+        yield server
 
 
 # --- The browser -------------------------------------------------------------------------------------------
@@ -337,14 +236,6 @@ def page(new_page: PageFactory) -> Page:
 @pytest.fixture
 def page_log(page: Page, new_page: PageFactory) -> BrowserLog:
     return new_page.logs[0]
-
-
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    report = yield
-    if call.when == "call":
-        item.rep_call = report  # type: ignore[attr-defined]
-    return report
 
 
 # --- Helpers ----------------------------------------------------------------------------------------------

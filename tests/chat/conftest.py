@@ -19,8 +19,7 @@ from django.test import Client
 
 from apps.chat.models import Conversation, Turn
 from apps.chat.services import conversation_create
-from apps.panels.models import Panel, PanelMember
-from apps.panels.presets import sync_preset_rows
+from apps.panels.models import Panel
 
 ORIGIN = b"http://localhost"
 FRAME_TIMEOUT = 5.0
@@ -44,9 +43,7 @@ def session_cookie(user: Any) -> str:
 
 
 def demo_panel() -> Panel:
-    """The demo preset; transactional tests empty the tables, so put the presets back when they are gone."""
-    if not Panel.objects.filter(owner=None, slug="demo").exists():
-        sync_preset_rows(Panel, PanelMember)
+    """The demo preset (transactional tests find the presets in place too: see tests/conftest.py)."""
     return Panel.objects.get(owner=None, slug="demo")
 
 
