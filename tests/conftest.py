@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+from django.conf import settings
 
 from apps.panels.models import Panel, PanelMember
 from apps.panels.presets import sync_preset_rows
@@ -25,3 +28,27 @@ def _preset_panels(request: pytest.FixtureRequest) -> None:
     request.getfixturevalue("transactional_db")
     if not Panel.objects.filter(owner=None).exists():
         sync_preset_rows(Panel, PanelMember)
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(
+    django_db_modify_db_settings_parallel_suffix: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """A SQLite test database of this run's own, in the run's temporary directory.
+
+    Two runs in the same tree at once must not share one file: each would drop and rewrite the other's tables.
+    A file, not SQLite's in-memory default, because the live server (tests/live_server.py) opens the same
+    database from another process. pytest removes the directories of older runs.
+    """
+    names = []
+    for alias, database in settings.DATABASES.items():
+        if database["ENGINE"] == "django.db.backends.sqlite3":
+            name = tmp_path_factory.getbasetemp() / f"test-db-{alias}.sqlite3"
+            database.setdefault("TEST", {})["NAME"] = str(name)
+            names.append(name)
+    yield
+    # Django deletes the database file; connections other threads left open leave its WAL files behind.
+    for name in names:
+        if not name.exists():
+            for suffix in ("-wal", "-shm", "-journal"):
+                name.with_name(name.name + suffix).unlink(missing_ok=True)
