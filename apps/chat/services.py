@@ -31,7 +31,7 @@ from apps.chat.models import Conversation, PanelAnswer, ShareLink, Turn
 from apps.chat.state import seat_label
 from apps.fusion.schemas import MAX_PROMPT_CHARS, FusionOptions, FusionRequest, PriorTurn, SeatSpec
 from apps.panels.models import Panel
-from apps.providers.base import ProviderError
+from apps.panels.services import panel_runnability
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -86,27 +86,11 @@ def title_from_prompt(prompt: str) -> str:
 # --- panels as the chatroom sees them ------------------------------------------------------------------
 
 
-def model_unavailable_reason(model: str) -> str | None:
-    """Why ``model`` cannot run on this server (None when it can), as the provider registry words it."""
-    from apps.providers.registry import gateway_from_settings
-
-    try:
-        gateway_from_settings().route(model)
-    except ProviderError as exc:
-        return exc.message.rstrip(".")
-    return None
-
-
 def panel_unavailable_reason(*, panel: Panel) -> str | None:
-    """Why this panel cannot run here (None when every model in it can), in words for the panel chooser."""
-    models = [member.model_id for member in panel.members.all()]
-    if not models:
-        return "this panel has no models"
-    for model in [*models, panel.judge_model, panel.writer_model]:
-        reason = model_unavailable_reason(model)
-        if reason:
-            return reason
-    return None
+    """Why this panel cannot run here (None when it can): ``apps.panels.services.panel_runnability``'s
+    reasons, the one rule the chooser, the composer, the socket and the API's model list all follow."""
+    runnability = panel_runnability(panel=panel)
+    return None if runnability.runnable else " ".join(runnability.reasons)
 
 
 def panel_default_for(*, panels: list[Panel], conversation: Conversation | None = None) -> Panel | None:
@@ -273,7 +257,7 @@ def _turn_start_prepare(*, user: Any, conversation: Conversation, prompt: str, p
     conversation = conversation_get_for(user=user, conversation_id=conversation.pk)
     reason = panel_unavailable_reason(panel=panel)
     if reason:
-        raise ChatError(f"The panel {panel.name!r} cannot run here: {reason}.")
+        raise ChatError(f"The panel {panel.name!r} cannot run here. {reason}")
     turns_reap_stale(conversation_id=conversation.pk)
     if turn_running_in(conversation=conversation) is not None:
         raise ChatError("A run is already in progress in this conversation: wait for it or cancel it.")

@@ -22,12 +22,17 @@ from apps.core.views import landing
 from apps.fusion.schemas import MAX_PROMPT_CHARS
 from apps.panels.models import Panel
 from apps.panels.selectors import panel_get_for, panel_list_for
+from apps.panels.services import panel_runnability
 
 
 @dataclass
 class PanelChoice:
+    """One option of the composer's panel chooser: ``reason`` says why it cannot run here (then it is
+    disabled), ``warnings`` name models OpenRouter no longer lists (it may still run)."""
+
     panel: Panel
     reason: str | None
+    warnings: list[str]
     is_demo: bool
     selected: bool
 
@@ -37,15 +42,19 @@ def _panel_choices(
 ) -> list[PanelChoice]:
     panels = list(panel_list_for(user=user))
     default = panel_default_for_page(panels, conversation, chosen)
-    return [
-        PanelChoice(
-            panel=panel,
-            reason=services.panel_unavailable_reason(panel=panel),
-            is_demo=all(member.model_id.startswith("demo/") for member in panel.members.all()),
-            selected=default is not None and panel.pk == default.pk,
+    choices = []
+    for panel in panels:
+        runnable, reasons, warnings = panel_runnability(panel=panel)
+        choices.append(
+            PanelChoice(
+                panel=panel,
+                reason=None if runnable else " ".join(reasons),
+                warnings=warnings,
+                is_demo=all(member.model_id.startswith("demo/") for member in panel.members.all()),
+                selected=default is not None and panel.pk == default.pk,
+            )
         )
-        for panel in panels
-    ]
+    return choices
 
 
 def panel_default_for_page(
@@ -106,7 +115,7 @@ def _send_prepare(request: HttpRequest, conversation_id: int | None) -> tuple[Co
     if conversation is None:
         reason = services.panel_unavailable_reason(panel=panel)
         if reason:
-            raise ChatError(f"The panel {panel.name!r} cannot run here: {reason}.")
+            raise ChatError(f"The panel {panel.name!r} cannot run here. {reason}")
         conversation = services.conversation_create(owner=request.user)
     return conversation, panel, prompt
 

@@ -25,7 +25,9 @@ from pydantic import ValidationError
 from apps.fusion.schemas import MAX_SEATS, FusionOptions, SeatSpec
 from apps.panels.forms import OPTION_NAMES, BuilderInput
 from apps.panels.models import Panel, PanelMember
+from apps.providers.base import ProviderError
 from apps.providers.catalog import Catalog, ModelInfo, get_catalog
+from apps.providers.registry import gateway_from_settings
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -104,7 +106,8 @@ def panel_runnability(*, panel: Panel | Mapping[str, Any]) -> Runnability:
     """Check a panel (or a ``Panel.snapshot()``) against this server's configuration and OpenRouter's catalog.
 
     Without ``OPENROUTER_API_KEY`` a panel that needs OpenRouter is not runnable (the reason says what to
-    set); demo models and models of configured endpoints always run. With a key every OpenRouter slug is
+    set); demo models and models of configured endpoints run, unless the provider registry could never route
+    them (an id of no known shape, a demo model that does not exist). With a key every OpenRouter slug is
     looked up in the live catalog: a missing one is a warning naming it; a missing writer, or every seat
     missing, also makes the panel not runnable, since such a run could only fail.
     """
@@ -115,6 +118,7 @@ def panel_runnability(*, panel: Panel | Mapping[str, Any]) -> Runnability:
         reasons.append("This panel has no seats: add at least one model.")
     roles = [(model, f"seat {index}") for index, model in enumerate(seats, start=1)]
     roles += [(judge, "judge"), (writer, "writer")]
+    reasons += _unroutable(roles)
     needs_openrouter = [model for model, _ in roles if model_route(model) == "openrouter"]
     if needs_openrouter and not settings.OPENROUTER_API_KEY:
         names = ", ".join(dict.fromkeys(needs_openrouter))
@@ -139,6 +143,25 @@ def panel_runnability(*, panel: Panel | Mapping[str, Any]) -> Runnability:
     if seats and all(model in missing for model in seats):
         reasons.append("None of the panel's models is available.")
     return Runnability(not reasons, reasons, warnings)
+
+
+def _unroutable(roles: list[tuple[str, str]]) -> list[str]:
+    """What the provider registry says about models it could never route (an id of no known shape, a demo
+    model that does not exist), one reason per model. An OpenRouter slug without a key is not one of them:
+    the caller says what to set for those."""
+    gateway = gateway_from_settings()
+    problems: dict[str, tuple[str, list[str]]] = {}
+    for model, role in roles:
+        if model_route(model) == "openrouter" and not settings.OPENROUTER_API_KEY:
+            continue
+        if model in problems:
+            problems[model][1].append(role)
+            continue
+        try:
+            gateway.route(model)
+        except ProviderError as exc:
+            problems[model] = (exc.message, [role])
+    return [f"{', '.join(model_roles).capitalize()}: {message}" for message, model_roles in problems.values()]
 
 
 # --- validation and saving --------------------------------------------------------------------------------

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from asgiref.sync import sync_to_async
 from openai import AsyncOpenAI
 
+from apps.panels.presets import PRESETS
 from tests.api.conftest import Caller
 from tests.api.test_fusion_model import _panel
 from tests.fakes.upstream import FakeUpstream
+
+QUALITY = PRESETS["quality"]
+QUALITY_MODELS = [*QUALITY["seats"], QUALITY["judge"], QUALITY["writer"]]
 
 
 async def test_the_list_has_fusion_presets_own_panels_and_demo_models(
@@ -35,11 +41,30 @@ async def test_the_list_has_fusion_presets_own_panels_and_demo_models(
     assert mine["fusion"]["seats"] == ["demo/atlas", "demo/birch"] and mine["fusion"]["preset"] is False
 
 
+def _listed(*model_ids: str) -> list[dict[str, Any]]:
+    """Entries of OpenRouter's ``GET /models`` for these slugs."""
+    return [
+        {"id": model, "name": model, "context_length": 8192, "pricing": {"prompt": "0", "completion": "0"}}
+        for model in model_ids
+    ]
+
+
 async def test_with_a_key_the_default_is_quality_and_openrouter_models_are_listed(
     oai: AsyncOpenAI, upstream: FakeUpstream
 ) -> None:
+    upstream.models = [*upstream.models, *_listed(*QUALITY_MODELS)]
     entries = {model.id: model.model_extra or {} for model in (await oai.models.list()).data}
     assert entries["fusion"]["fusion"]["panel"] == "quality"
     assert entries["fusion/quality"]["unavailable_reason"] is None
     # The loopback upstream's catalog, fetched live.
     assert any(model_id.startswith("fake/") for model_id in entries)
+
+
+async def test_a_panel_whose_writer_openrouter_no_longer_lists_is_listed_as_unavailable(
+    oai: AsyncOpenAI, upstream: FakeUpstream
+) -> None:
+    # The chooser's rule (panel_runnability): without its writer no fused answer could be written.
+    upstream.models = _listed(*(model for model in QUALITY_MODELS if model != QUALITY["writer"]))
+    entries = {model.id: model.model_extra or {} for model in (await oai.models.list()).data}
+    reason = entries["fusion/quality"]["unavailable_reason"]
+    assert reason and f"The writer {QUALITY['writer']} is not available" in reason

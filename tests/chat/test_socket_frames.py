@@ -83,3 +83,22 @@ async def test_a_panel_that_cannot_run_here_is_refused_with_the_reason(room: Roo
     error = await socket.receive()
     assert error["type"] == "error" and "OPENROUTER_API_KEY" in error["message"]
     await socket.close()
+
+
+async def test_a_panel_the_chooser_disables_is_refused_by_the_socket_with_the_same_reason(room: Room) -> None:
+    def ghost_panel() -> Panel:
+        panel = Panel.objects.create(
+            owner_id=room.user.pk, name="Ghost", slug="ghost", judge_model="demo/judge", writer_model="demo/x"
+        )
+        PanelMember.objects.create(panel=panel, position=1, model_id="demo/atlas")
+        return panel
+
+    panel = await sync_to_async(ghost_panel)()
+    socket = await room.open()
+    await socket.send({"type": "send", "prompt": "hi", "panel": panel.pk})
+    error = await socket.receive()
+    assert error["type"] == "error"
+    refusal = "The panel 'Ghost' cannot run here. Writer: There is no demo model called demo/x;"
+    assert error["message"].startswith(refusal)
+    await socket.close()
+    assert not await sync_to_async(Turn.objects.exists)()

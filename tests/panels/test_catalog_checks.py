@@ -112,6 +112,14 @@ def test_demo_and_endpoint_models_run_without_a_key(alice: Any, settings: Any) -
     assert panel_runnability(panel=panel) == (True, [], [])
 
 
+def test_a_model_the_registry_cannot_route_makes_the_panel_not_runnable(alice: Any) -> None:
+    panel = _custom_panel(alice, seats=["demo/atlas", "demo/ghost"], judge="demo/ghost", writer="demo/writer")
+    status = panel_runnability(panel=panel)
+    assert not status.runnable
+    assert len(status.reasons) == 1  # one reason per model, naming every role it plays
+    assert status.reasons[0].startswith("Seat 2, judge: There is no demo model called demo/ghost;")
+
+
 def test_a_panel_with_no_seats_is_not_runnable(alice: Any) -> None:
     panel = _custom_panel(alice, seats=[], judge="demo/judge")
     assert panel_runnability(panel=panel).reasons == ["This panel has no seats: add at least one model."]
