@@ -12,6 +12,8 @@ import weakref
 
 import httpx
 
+from apps.providers.netstream import AsyncioBackend
+
 # The load benchmark streams 600 answers at once from one upstream host; leave headroom above that.
 MAX_CONNECTIONS = 1024
 MAX_KEEPALIVE_CONNECTIONS = 256
@@ -34,13 +36,19 @@ def shared_client() -> httpx.AsyncClient:
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None or client.is_closed:
-        client = httpx.AsyncClient(
-            timeout=client_timeout(),
+        transport = httpx.AsyncHTTPTransport(
             limits=httpx.Limits(
                 max_connections=MAX_CONNECTIONS,
                 max_keepalive_connections=MAX_KEEPALIVE_CONNECTIONS,
                 keepalive_expiry=KEEPALIVE_EXPIRY_S,
-            ),
+            )
+        )
+        # Socket reads through plain asyncio rather than anyio: see ``netstream``. httpx takes no backend
+        # argument, so it is set on the pool it built.
+        transport._pool._network_backend = AsyncioBackend()
+        client = httpx.AsyncClient(
+            timeout=client_timeout(),
+            transport=transport,
             follow_redirects=False,
             headers={"User-Agent": "FusionRoom/0.1"},
         )

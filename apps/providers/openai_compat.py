@@ -241,14 +241,25 @@ class OpenAICompatClient:
                 yield chunk
             decoder.done = True
         else:
-            lines = response.aiter_lines()
+            # Raw blocks, not lines: one read (and one timeout) per network read rather than per line, and
+            # no text decoding before the JSON parser, which takes bytes.
+            blocks = response.aiter_bytes()
+            loop = asyncio.get_running_loop()
             while not decoder.done:
-                line = await self._within(deadline, anext(lines, None), stall=True)
-                if line is None:
+                if deadline - loop.time() > self.read_timeout:
+                    # The total deadline is further away than a stall: httpx's own read timeout (this
+                    # request's ``read``) ends a stall first, so no timer of ours is needed per read.
+                    try:
+                        block = await anext(blocks, None)
+                    except httpx.ReadTimeout:
+                        raise self._stall_error() from None
+                else:
+                    block = await self._within(deadline, anext(blocks, None), stall=True)
+                if block is None:
                     break
-                data = decoder.feed(line)
-                for chunk in self._parse(data, progress) if data is not None else ():
-                    yield chunk
+                for data in decoder.feed_bytes(block):
+                    for chunk in self._parse(data, progress):
+                        yield chunk
         if not decoder.done and progress.finish_reason is None:
             raise self._error("the connection closed before the answer was complete", retryable=True)
         yield Finish(reason=progress.finish_reason, model=progress.model)
@@ -289,10 +300,12 @@ class OpenAICompatClient:
                 return await awaitable
         except TimeoutError:
             if stall and self.read_timeout < remaining:
-                message = f"sent nothing for {self.read_timeout:g}s"
-                raise self._error(message, code="timeout", retryable=True) from None
+                raise self._stall_error() from None
             message = f"no complete answer within {self.total_timeout:g}s"
             raise self._error(message, code="timeout", retryable=False) from None
+
+    def _stall_error(self) -> ProviderError:
+        return self._error(f"sent nothing for {self.read_timeout:g}s", code="timeout", retryable=True)
 
     def _transport_error(self, exc: httpx.HTTPError) -> ProviderError:
         if isinstance(exc, httpx.TimeoutException):
