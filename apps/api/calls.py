@@ -6,26 +6,21 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from apps.api.errors import ApiError
 from apps.api.schemas import FunctionCallOut, FusionResult, Message, ToolCallOut, UsageOut
-from apps.fusion.calls import CallProgress
+from apps.fusion.calls import CallProgress, call_stream
 from apps.fusion.schemas import PriorTurn
 from apps.providers.base import (
     ChatMessage,
     CompletionRequest,
-    Finish,
     ModelGateway,
     ProviderError,
-    TextDelta,
-    ToolCallDelta,
     UnknownModelError,
     Usage,
-    UsageReport,
 )
 
 T = TypeVar("T")
@@ -137,9 +132,17 @@ def conversation_parts(messages: list[Message]) -> tuple[str, list[PriorTurn], s
 
 @dataclass
 class CallResult:
+    """One API model call: ``progress`` (text, usage, timings, tool calls, finish reason) as it streams."""
+
     progress: CallProgress = field(default_factory=CallProgress)
-    tool_calls: dict[int, dict[str, str]] = field(default_factory=dict)
-    finish_reason: str | None = None
+
+    @property
+    def tool_calls(self) -> dict[int, dict[str, str]]:
+        return self.progress.tool_calls
+
+    @property
+    def finish_reason(self) -> str | None:
+        return self.progress.finish_reason
 
     def calls(self) -> list[ToolCallOut]:
         return [
@@ -155,36 +158,18 @@ class CallResult:
 async def model_call(
     *, gateway: ModelGateway, request: CompletionRequest, result: CallResult
 ) -> AsyncIterator[str]:
-    """Stream one model call: yield its text, gather its tool calls, usage and finish reason in ``result``.
+    """Stream one model call (``call_stream``, as the engine does): yield its answer text; its tool calls,
+    usage and finish reason end up in ``result``. Reasoning is not part of the answer and is not yielded.
 
     Raises ``ApiError`` for a provider failure.
     """
-    progress = result.progress
     try:
         client = gateway.client_for(request.model)
-        stream = client.stream(request)
-        try:
-            async for chunk in stream:
-                if isinstance(chunk, TextDelta) and chunk.text:
-                    if progress.first_token_at is None:
-                        progress.first_token_at = time.perf_counter()
-                    progress.parts.append(chunk.text)
-                    progress.length += len(chunk.text)
-                    yield chunk.text
-                elif isinstance(chunk, ToolCallDelta):
-                    call = result.tool_calls.setdefault(chunk.index, {"id": "", "name": "", "arguments": ""})
-                    call["id"] = chunk.id or call["id"]
-                    call["name"] = chunk.name or call["name"]
-                    call["arguments"] += chunk.arguments
-                elif isinstance(chunk, UsageReport):
-                    progress.usage = chunk.usage
-                elif isinstance(chunk, Finish):
-                    result.finish_reason = chunk.reason
-        finally:
-            progress.ended = time.perf_counter()
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                await aclose()
+        pieces = call_stream(client=client, request=request, progress=result.progress)
+        async with contextlib.aclosing(pieces):
+            async for piece in pieces:
+                if piece.offset is not None:
+                    yield piece.text
     except ProviderError as error:
         raise provider_api_error(error) from None
 

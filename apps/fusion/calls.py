@@ -10,11 +10,13 @@ from dataclasses import dataclass, field
 from apps.fusion.schemas import Timings
 from apps.providers.base import (
     CompletionRequest,
+    Finish,
     ModelClient,
     ModelGateway,
     ReasoningDelta,
     StreamChunk,
     TextDelta,
+    ToolCallDelta,
     Usage,
     UsageReport,
 )
@@ -30,6 +32,9 @@ class CallProgress:
     parts: list[str] = field(default_factory=list)
     length: int = 0
     usage: Usage | None = None
+    # Tool calls assembled from their deltas, by index: {"id", "name", "arguments"} (ids may be empty).
+    tool_calls: dict[int, dict[str, str]] = field(default_factory=dict)
+    finish_reason: str | None = None
 
     @property
     def text(self) -> str:
@@ -54,25 +59,41 @@ async def call_stream(
 ) -> AsyncGenerator[Piece, None]:
     """Stream ``request``, recording it in ``progress`` and yielding each piece of text as it arrives.
 
+    The one place a model call's stream is read, for the engine and the API alike: text and reasoning are
+    yielded; usage, tool calls (assembled by index) and the finish reason are kept in ``progress``.
     Raises the client's ``ProviderError``. The client's stream is always closed (its connection
     released) when this generator ends, fails, is closed or is cancelled; callers that may stop early
     wrap it in ``contextlib.aclosing``.
     """
     stream: AsyncIterator[StreamChunk] = client.stream(request)
+    parts = progress.parts
     try:
         async for chunk in stream:
-            if isinstance(chunk, TextDelta | ReasoningDelta) and chunk.text:
+            # Text first: it is nearly every chunk of a stream.
+            if isinstance(chunk, TextDelta):
+                text = chunk.text
+                if not text:
+                    continue
                 if progress.first_token_at is None:
                     progress.first_token_at = time.perf_counter()
-                if isinstance(chunk, ReasoningDelta):
-                    yield Piece(text=chunk.text, offset=None)
-                    continue
                 offset = progress.length
-                progress.parts.append(chunk.text)
-                progress.length += len(chunk.text)
-                yield Piece(text=chunk.text, offset=offset)
+                parts.append(text)
+                progress.length = offset + len(text)
+                yield Piece(text=text, offset=offset)
+            elif isinstance(chunk, ReasoningDelta):
+                if chunk.text:
+                    if progress.first_token_at is None:
+                        progress.first_token_at = time.perf_counter()
+                    yield Piece(text=chunk.text, offset=None)
             elif isinstance(chunk, UsageReport):
                 progress.usage = chunk.usage
+            elif isinstance(chunk, ToolCallDelta):
+                call = progress.tool_calls.setdefault(chunk.index, {"id": "", "name": "", "arguments": ""})
+                call["id"] = chunk.id or call["id"]
+                call["name"] = chunk.name or call["name"]
+                call["arguments"] += chunk.arguments
+            elif isinstance(chunk, Finish):
+                progress.finish_reason = chunk.reason
     finally:
         progress.ended = time.perf_counter()
         aclose = getattr(stream, "aclose", None)
