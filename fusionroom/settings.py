@@ -101,7 +101,8 @@ if REDIS_URL:
     }
 else:
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1500}}
+        # Channels' in-memory layer with O(1) work per message (apps/chat/layers.py).
+        "default": {"BACKEND": "apps.chat.layers.LeanInMemoryChannelLayer", "CONFIG": {"capacity": 1500}}
     }
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -134,8 +134,23 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     # --- from the channel layer -------------------------------------------------------------------------
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels closes stale database connections (a round trip through the thread pool) before every
+        # handler. Relaying a frame touches no database, and there are dozens of them a second per socket.
+        kind = message.get("type")
+        if kind == "chat.frame":
+            await self.send(text_data=message["text"])
+        elif kind == "chat.frames":
+            await self.chat_frames(message)
+        else:
+            await super().dispatch(message)
+
     async def chat_frame(self, event: dict[str, Any]) -> None:
         await self.send(text_data=event["text"])
+
+    async def chat_frames(self, event: dict[str, Any]) -> None:
+        for text in event["texts"]:
+            await self.send(text_data=text)
 
     async def chat_snapshot(self, event: dict[str, Any]) -> None:
         task = self._pending.pop(int(event["turn"]), None)

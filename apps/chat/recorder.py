@@ -14,6 +14,8 @@ While recording it
   yielded, so whoever sees a turn end finds it in the database;
 - sends one JSON frame per event to the channel-layer group ``conversation.<id>``: text deltas as
   ``{type: "delta", turn, seat|final, offset, text}``, everything else as server-rendered HTML fragments;
+  deltas already waiting when the recorder gets to them are merged per column, and the frames of all the
+  columns that moved travel as one channel-layer message (``chat.frames``);
 - listens on its own channel (saved in ``Turn.worker``) for ``run.snapshot`` (reply with the whole turn as it
   is now, on the asker's channel) and ``run.cancel``. Broadcasts and snapshot replies are serialised by one
   lock, so a snapshot and the deltas after it reach a consumer in order: no gap, no duplicate.
@@ -244,6 +246,7 @@ class TurnRecorder:
                     merged[key][1].append(event.text)
                 else:
                     merged[key] = (offset, [event.text])
+            frames = []
             for key, (offset, texts) in merged.items():
                 text = "".join(texts)
                 if key:
@@ -252,7 +255,9 @@ class TurnRecorder:
                     )
                 else:
                     frame = rendering.final_delta_frame(turn_id=self.turn_id, offset=offset, text=text)
-                await self._broadcast(frame)
+                frames.append(frame)
+            # One channel-layer message for every column that moved: the socket still gets one frame each.
+            await self._broadcast_many(frames)
 
     async def _apply(self, event: Any, *, status: str | None = None) -> None:
         state = self.state
@@ -316,6 +321,12 @@ class TurnRecorder:
     async def _broadcast(self, text: str) -> None:
         if self.layer is not None:
             await self.layer.group_send(self.group, {"type": "chat.frame", "text": text})
+
+    async def _broadcast_many(self, texts: list[str]) -> None:
+        if len(texts) == 1:
+            await self._broadcast(texts[0])
+        elif texts and self.layer is not None:
+            await self.layer.group_send(self.group, {"type": "chat.frames", "texts": texts})
 
     # --- snapshot and cancel requests ------------------------------------------------------------------
 
