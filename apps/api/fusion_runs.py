@@ -4,13 +4,16 @@ the completion. ``FusionFold`` turns engine events into the brief's result objec
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from channels.db import database_sync_to_async
 
-from apps.api.calls import ApiEvent, FinishOut, ProgressOut, TextOut, closing, conversation_parts
+from apps.api.calls import ApiEvent, FinishOut, ProgressOut, TextOut, conversation_parts
 from apps.api.errors import ApiError
 from apps.api.schemas import FailedModel, FusionResult, PanelResponse
 from apps.chat.recorder import TurnRecorder
@@ -187,6 +190,73 @@ async def fusion_start(
     return fold, recorder, request
 
 
+# Recordings whose caller left: referenced until they end, so that no task is dropped half-way.
+_ORPHANS: set[asyncio.Task[None]] = set()
+
+
+@dataclass
+class _Raised:
+    error: Exception
+
+
+_RECORDING_ENDED = object()
+
+
+@contextlib.asynccontextmanager
+async def recording(recorder: TurnRecorder, source: AsyncIterator[Any]) -> AsyncIterator[AsyncIterator[Any]]:
+    """``recorder.record(source)``'s events, for a caller that may leave before the run ends.
+
+    The recording runs in a task of its own, so a caller who leaves (closes the stream, or drops the
+    connection, which makes the server cancel the request) stops only its reading here. The run is then
+    cancelled through the recorder: the turn ends as cancelled, what streamed kept. Recorded in the request's
+    own task, the recorder would see itself closed half-way and mark the turn interrupted, which means a
+    run the server lost.
+    """
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    ended = False
+
+    async def pump() -> None:
+        try:
+            async for event in recorder.record(source):
+                queue.put_nowait(event)
+        except Exception as error:
+            queue.put_nowait(_Raised(error))
+        finally:
+            queue.put_nowait(_RECORDING_ENDED)
+
+    async def events() -> AsyncGenerator[Any, None]:
+        nonlocal ended
+        while (item := await queue.get()) is not _RECORDING_ENDED:
+            if isinstance(item, _Raised):
+                ended = True
+                raise item.error
+            if getattr(item, "type", None) in ("run.done", "run.failed"):
+                ended = True
+            yield item
+        ended = True
+
+    task = asyncio.create_task(pump(), name=f"turn-{recorder.turn_id}-api")
+    reader = events()
+    left = False
+    try:
+        yield reader
+    except (GeneratorExit, asyncio.CancelledError):
+        left = True
+        raise
+    finally:
+        await reader.aclose()
+        if not ended and left:
+            recorder.cancel()
+        elif not ended:
+            task.cancel()  # a failure of ours while reading: the turn ends interrupted, as the recorder says
+        if not task.done():
+            _ORPHANS.add(task)
+            task.add_done_callback(_ORPHANS.discard)
+            # asyncio.wait never cancels what it waits for: if the request is cancelled again meanwhile, the
+            # recording still ends on its own.
+            await asyncio.wait([task])
+
+
 async def fusion_model_run(*, user: User, plan: Plan, gateway: ModelGateway) -> AsyncIterator[ApiEvent]:
     """The model-slug method: the whole pipeline, the writer's answer as the completion."""
     assert plan.choice is not None
@@ -194,7 +264,7 @@ async def fusion_model_run(*, user: User, plan: Plan, gateway: ModelGateway) -> 
     fold, recorder, request = await fusion_start(
         user=user, choice=plan.choice, gateway=gateway, prompt=prompt, history=history, system=system
     )
-    async with closing(recorder.record(run_fusion(request, gateway=gateway))) as events:
+    async with recording(recorder, run_fusion(request, gateway=gateway)) as events:
         async for event in events:
             fold.apply(event)
             payload = fold.progress(event)

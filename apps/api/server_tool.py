@@ -28,7 +28,7 @@ from apps.api.calls import (
     provider_messages,
 )
 from apps.api.errors import ApiError
-from apps.api.fusion_runs import fusion_start, run_failed_error
+from apps.api.fusion_runs import fusion_start, recording, run_failed_error
 from apps.api.schemas import FUSION_TOOL_NAME, FunctionCallOut, FusionResult, ToolCallOut, tool_choice_name
 from apps.fusion import schemas as ev
 from apps.fusion.calls import usage_priced
@@ -301,7 +301,7 @@ async def _tool_fusion(
         )
         yield ev.RunDone(totals=totals_build(steps=fold.steps, started=fold.started))
 
-    async with closing(recorder.record(source())) as events:
+    async with recording(recorder, source()) as events:
         async for event in events:
             if isinstance(event, ev.FinalDelta):
                 yield TextOut(event.text)

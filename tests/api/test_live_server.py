@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +14,7 @@ from openai import OpenAI
 
 from apps.accounts.api_keys import api_key_revoke
 from apps.chat.models import Conversation, Turn
+from apps.panels.presets import PRESETS
 from tests.api.conftest import LIVE_RATE_LIMIT, Caller
 from tests.fakes.upstream import FakeUpstream, ModelScript, RecordedRequest
 from tests.live_server import LiveServer
@@ -186,3 +188,52 @@ def test_the_rate_limit_holds_on_the_real_server(live_api: LiveServer, live_call
     assert statuses == [200] * LIVE_RATE_LIMIT
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
     assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+
+
+SLOW = ModelScript(text="word " * 400, tokens_per_s=20)  # twenty seconds: still going when the caller leaves
+
+
+def _turn_ended(turn_id: int, timeout: float = 10.0) -> Turn:
+    deadline = time.monotonic() + timeout
+    while (turn := Turn.objects.get(pk=turn_id)).status == Turn.Status.RUNNING:
+        assert time.monotonic() < deadline, "the turn is still running after the caller left"
+        time.sleep(0.05)
+    return turn
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param({"model": "fusion"}, id="the fusion model"),
+        pytest.param(
+            {
+                "model": "vendor/outer",
+                "tools": [FUSION],
+                "tool_choice": "required",
+                "plugins": [{"id": "fusion", "analysis_models": ["vendor/slow-a", "vendor/slow-b"]}],
+            },
+            id="the server tool",
+        ),
+    ],
+)
+def test_a_caller_who_leaves_mid_stream_cancels_the_turn(
+    live_api: LiveServer, live_caller: Caller, upstream: FakeUpstream, body: dict[str, Any]
+) -> None:
+    for model in ("vendor/slow-a", "vendor/slow-b", *PRESETS["quality"]["seats"]):
+        upstream.script(model, SLOW)
+    upstream.script("vendor/outer", outer)
+    request = {**body, "messages": [{"role": "user", "content": QUESTION}], "stream": True}
+    headers = {"Authorization": f"Bearer {live_caller.key}"}
+    with (
+        httpx.Client(base_url=live_api.api_url, headers=headers, timeout=30) as client,
+        client.stream("POST", "/chat/completions", json=request) as response,
+    ):
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            progress = json.loads(line[6:]).get("fusion_progress") if line.startswith("data: {") else None
+            if progress and progress["type"] == "seat.started":
+                break
+        # Leaving the block closes the connection with the answer half-way: the caller is gone.
+    turn = _turn_ended(Turn.objects.get(conversation__owner=live_caller.user).pk)
+    assert turn.status == Turn.Status.CANCELLED
+    assert turn.failure_reason == "cancelled"
