@@ -12,13 +12,24 @@ Printed: tokens relayed per second (text deltas reaching the clients), the delay
 upstream to reaching its client (p50/p99/max), errors (error frames, turns not done, broken sockets) and the
 peak memory (VmHWM) of the Daphne process. The upstream stamps each chunk's send time (``x_sent_at``); that
 field stops at the provider client, so this benchmark's upstream also writes the same clock reading into the
-token text, where the client can read it back. The clients run on the same machine (same clock).
+token text, where the client can read it back. The clients run on the same machine (same clock). The CPU
+time of the upstream and of the clients (this process) is printed too: on a small machine they share the
+cores with Daphne, and a saturated load generator would distort the figures.
+
+Two workloads. The original: every chunk carries one token (20 chunks/s per answer), the worst case for a
+relay, whose cost is per chunk. And a realistic one: OpenRouter's streams usually carry several tokens per
+chunk (the upstream provider's own batching), so ``--tokens-per-chunk 4`` streams the same answers at the
+same token rate in a quarter of the chunks. Both print the chunks/s they demand of Daphne.
+
+``--capacity`` adds a short bounded search (a few runs, bisecting between sizes) for the largest number of
+concurrent runs whose upstream->client p99 stays under ``P99_TARGET_MS`` with no error.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import re
@@ -35,11 +46,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = (50, 200)
 SEATS = ("bench/a", "bench/b", "bench/c")
-# Per answer: words and pace (a word is one streamed chunk, so one delta).
+# Per answer: words (one word is one token) and pace; a chunk carries TOKENS_PER_CHUNK words unless told.
 ANSWER_WORDS = 60
 TOKENS_PER_S = 20.0
+TOKENS_PER_CHUNK = 1
+P99_TARGET_MS = 50.0
+CAPACITY_PROBES = 5
 RUN_TIMEOUT_S = 120.0
 STAMP = re.compile(r"\u27e6(\d+\.\d+)\u27e7")
+WORD = re.compile(r"word\d+")
 PROMPT = "Compare three ways to cache a slow API, and say which one a small team should pick."
 
 
@@ -48,11 +63,21 @@ class Result:
     size: int
     wall_s: float = 0.0
     tokens: int = 0
+    chunks: int = 0
     delays_ms: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     done: int = 0
     peak_rss_mb: float = 0.0
     cpu_s: float = 0.0
+    upstream_cpu_s: float = 0.0
+    client_cpu_s: float = 0.0
+
+    def p99(self) -> float:
+        delays = sorted(self.delays_ms)
+        return delays[min(len(delays) - 1, int(0.99 * len(delays)))] if delays else float("inf")
+
+    def ok(self) -> bool:
+        return not self.errors and self.done == self.size and self.p99() < P99_TARGET_MS
 
     def summary(self) -> str:
         delays = sorted(self.delays_ms)
@@ -67,14 +92,15 @@ class Result:
             f"{self.tokens:,} tokens relayed ({rate:,.0f}/s); upstream->client delay "
             f"p50 {pct(0.50):.1f} ms, p99 {pct(0.99):.1f} ms, max {worst:.1f} ms; "
             f"errors {len(self.errors)}; Daphne peak memory {self.peak_rss_mb:.0f} MiB, "
-            f"CPU {self.cpu_s:.1f} s"
+            f"CPU {self.cpu_s:.1f} s ({self.cpu_s / max(self.chunks, 1) * 1e6:.0f} us per chunk); "
+            f"upstream CPU {self.upstream_cpu_s:.1f} s, clients CPU {self.client_cpu_s:.1f} s"
         )
 
 
 # --- the upstream process -------------------------------------------------------------------------------
 
 
-def _serve_upstream(port: int) -> None:
+def _serve_upstream(port: int, tokens_per_chunk: int) -> None:
     from tests.fakes import upstream as fake
 
     plain_chunk = fake._Answer.chunk
@@ -88,7 +114,12 @@ def _serve_upstream(port: int) -> None:
 
     fake._Answer.chunk = stamped  # type: ignore[method-assign]
     words = " ".join(f"word{i}" for i in range(ANSWER_WORDS))
-    answer = fake.ModelScript(text=words, tokens_per_s=TOKENS_PER_S, comments=False)
+    answer = fake.ModelScript(
+        text=words,
+        tokens_per_s=TOKENS_PER_S,
+        chunk_words=tokens_per_chunk,
+        comments=False,
+    )
     upstream = fake.FakeUpstream(
         port=port,
         path_prefix="/v1",
@@ -194,9 +225,11 @@ async def _client(url: str, origin: str, cookie: str, panel: int, result: Result
                     frame = json.loads(raw)
                     kind = frame.get("type")
                     if kind == "delta":
-                        for stamp in STAMP.findall(frame["text"]):
+                        text = frame["text"]
+                        for stamp in STAMP.findall(text):
                             result.delays_ms.append((now - float(stamp)) * 1000)
-                            result.tokens += 1
+                            result.chunks += 1
+                        result.tokens += len(WORD.findall(text))
                     elif kind == "error":
                         result.errors.append(f"error frame: {frame.get('message')}")
                         return
@@ -213,6 +246,7 @@ async def _client(url: str, origin: str, cookie: str, panel: int, result: Result
 async def _drive(base: str, prepared: dict[str, Any], result: Result) -> None:
     origin = base.replace("ws://", "http://")
     started = time.perf_counter()
+    cpu_started = time.process_time()
     await asyncio.gather(
         *(
             _client(f"{base}/ws/conversations/{cid}/", origin, prepared["cookie"], prepared["panel"], result)
@@ -220,9 +254,10 @@ async def _drive(base: str, prepared: dict[str, Any], result: Result) -> None:
         )
     )
     result.wall_s = time.perf_counter() - started
+    result.client_cpu_s = time.process_time() - cpu_started
 
 
-def _scenario(size: int, env: dict[str, str], upstream_port: int) -> Result:
+def _scenario(size: int, env: dict[str, str], upstream_port: int, upstream_pid: int) -> Result:
     prepared = json.loads(
         subprocess.run(
             [sys.executable, "-m", "bench.load", "--prepare", str(size)],
@@ -243,7 +278,9 @@ def _scenario(size: int, env: dict[str, str], upstream_port: int) -> Result:
     result = Result(size=size)
     try:
         _wait_http(f"http://127.0.0.1:{port}/accounts/login/", daphne)
+        upstream_cpu = _cpu_seconds(upstream_pid)
         asyncio.run(_drive(f"ws://127.0.0.1:{port}", prepared, result))
+        result.upstream_cpu_s = _cpu_seconds(upstream_pid) - upstream_cpu
         result.peak_rss_mb = _peak_rss_mb(daphne.pid)
         result.cpu_s = _cpu_seconds(daphne.pid)
     finally:
@@ -259,14 +296,60 @@ def _scenario(size: int, env: dict[str, str], upstream_port: int) -> Result:
     return result
 
 
-def run(sizes: tuple[int, ...] = SIZES) -> None:
+def _report(result: Result, load_before: float) -> None:
+    print(result.summary(), flush=True)
+    # The figures only mean something on a quiet machine: say how busy it was.
+    after = os.getloadavg()[0]
+    print(f"  load average {load_before:.1f} before, {after:.1f} after ({os.cpu_count()} CPUs)")
+    for error in sorted(set(result.errors))[:5]:
+        print(f"  error: {error}")
+
+
+def _measure(
+    size: int,
+    *,
+    env: dict[str, str],
+    upstream: tuple[int, int],
+    chunks_per_s: float,
+    results: dict[int, Result],
+) -> Result:
+    load_before = os.getloadavg()[0]
+    print(f"  [{size} runs: {size * chunks_per_s:,.0f} chunks/s demanded]", flush=True)
+    result = results[size] = _scenario(size, env, *upstream)
+    _report(result, load_before)
+    return result
+
+
+def _capacity(measure: Any, sizes: tuple[int, ...], known: dict[int, Result]) -> None:
+    """Bisect for the most concurrent runs with p99 under target and no error, in a few probes."""
+    good = max((size for size, r in known.items() if r.ok()), default=0)
+    bad = min((size for size, r in known.items() if not r.ok()), default=max(sizes) * 2)
+    probes = 0
+    while bad - good > max(2, good // 10) and probes < CAPACITY_PROBES:
+        size = max(1, (good + bad) // 2) if good else max(1, bad // 4)
+        result = measure(size)
+        probes += 1
+        if result.ok():
+            good = size
+        else:
+            bad = size
+    if good:
+        print(
+            f"capacity: {good} concurrent runs keep p99 under {P99_TARGET_MS:.0f} ms with no error "
+            f"({good * len(SEATS) * TOKENS_PER_S:,.0f} tokens/s demanded); {bad} do not"
+        )
+    else:
+        print(f"capacity: even {bad} concurrent runs miss p99 {P99_TARGET_MS:.0f} ms")
+
+
+def run(
+    sizes: tuple[int, ...] = SIZES, *, tokens_per_chunk: tuple[int, ...] = (1, 4), capacity: bool = True
+) -> None:
     with tempfile.TemporaryDirectory(prefix="fusionroom-load-") as tmp:
-        upstream_port = _free_port()
         env = {
             **os.environ,
             "DEBUG": "1",
             "DATABASE_URL": f"sqlite:///{Path(tmp) / 'load.sqlite3'}",
-            "FUSIONROOM_ENDPOINTS": f"bench=http://127.0.0.1:{upstream_port}/v1",
             "PROVIDER_MAX_RETRIES": "0",
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
             "LOG_LEVEL": "WARNING",
@@ -276,46 +359,60 @@ def run(sizes: tuple[int, ...] = SIZES) -> None:
         subprocess.run(
             [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True
         )
-        upstream = subprocess.Popen(
-            [sys.executable, "-m", "bench.load", "--upstream", str(upstream_port)],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-        )
-        try:
-            assert upstream.stdout is not None
-            if upstream.stdout.readline().strip() != b"ready":
-                raise RuntimeError("the loopback upstream did not start")
-            print(
-                f"each run: {len(SEATS)} seats + judge + writer, {ANSWER_WORDS} tokens per answer "
-                f"at {TOKENS_PER_S:.0f} tokens/s, over the loopback upstream; one Daphne, SQLite"
+        for per_chunk in tokens_per_chunk:
+            upstream_port = _free_port()
+            env["FUSIONROOM_ENDPOINTS"] = f"bench=http://127.0.0.1:{upstream_port}/v1"
+            command = [sys.executable, "-m", "bench.load", "--upstream", str(upstream_port)]
+            upstream = subprocess.Popen(
+                [*command, "--tokens-per-chunk", str(per_chunk)],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
             )
-            for size in sizes:
-                load_before = os.getloadavg()[0]
-                result = _scenario(size, env, upstream_port)
-                print(result.summary(), flush=True)
-                # The figures only mean something on a quiet machine: say how busy it was.
-                after = os.getloadavg()[0]
-                print(f"  load average {load_before:.1f} before, {after:.1f} after ({os.cpu_count()} CPUs)")
-                for error in sorted(set(result.errors))[:5]:
-                    print(f"  error: {error}")
-        finally:
-            upstream.terminate()
-            upstream.wait(timeout=10)
+            try:
+                assert upstream.stdout is not None
+                if upstream.stdout.readline().strip() != b"ready":
+                    raise RuntimeError("the loopback upstream did not start")
+                chunks_per_s = len(SEATS) * TOKENS_PER_S / per_chunk
+                print(
+                    f"each run: {len(SEATS)} seats + judge + writer, {ANSWER_WORDS} tokens per answer "
+                    f"at {TOKENS_PER_S:.0f} tokens/s, {per_chunk} token(s) per chunk "
+                    f"({chunks_per_s:.0f} chunks/s per run while the panel streams), over the loopback "
+                    "upstream; one Daphne, SQLite"
+                )
+                results: dict[int, Result] = {}
+                measure = functools.partial(
+                    _measure,
+                    env=env,
+                    upstream=(upstream_port, upstream.pid),
+                    chunks_per_s=chunks_per_s,
+                    results=results,
+                )
+                for size in sizes:
+                    measure(size)
+                if capacity:
+                    _capacity(measure, sizes, results)
+            finally:
+                upstream.terminate()
+                upstream.wait(timeout=10)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__)
     parser.add_argument("--sizes", nargs="+", type=int, default=list(SIZES))
+    parser.add_argument(
+        "--tokens-per-chunk", nargs="+", type=int, default=[1, 4], help="workloads to run (default: 1 4)"
+    )
+    parser.add_argument("--no-capacity", action="store_true", help="skip the capacity search")
     parser.add_argument("--upstream", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--prepare", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.upstream:
-        _serve_upstream(args.upstream)
+        _serve_upstream(args.upstream, args.tokens_per_chunk[0])
     elif args.prepare:
         _prepare(args.prepare)
     else:
-        run(tuple(args.sizes))
+        run(tuple(args.sizes), tokens_per_chunk=tuple(args.tokens_per_chunk), capacity=not args.no_capacity)
 
 
 if __name__ == "__main__":
