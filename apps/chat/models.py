@@ -69,7 +69,8 @@ class Turn(models.Model):
     cost = models.FloatField(null=True, blank=True)
     # Which server process runs it and when it last showed life: a running turn whose heartbeat is stale
     # belongs to a process that died, and is marked interrupted.
-    worker = models.CharField(max_length=64, blank=True)
+    # A channel-layer channel name: at most 100 characters by the Channels spec (Redis ones run past 64).
+    worker = models.CharField(max_length=100, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
