@@ -42,7 +42,7 @@ test: lint typecheck pytest
 # The scale-out set-up: PostgreSQL and channels-redis (DATABASE_URL and REDIS_URL must be set).
 test-scaleout: setup
 	@test -n "$$DATABASE_URL" -a -n "$$REDIS_URL" || { echo "set DATABASE_URL and REDIS_URL"; exit 1; }
-	$(BIN)/python -m pytest -m "not browser" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: migrate
 	$(BIN)/python -m bench
