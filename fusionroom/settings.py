@@ -88,6 +88,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
     )
     # No fixed test database name: each test run picks a file of its own (tests/conftest.py).
+    if not env_str("DATABASE_CONN_MAX_AGE"):
+        # Keep SQLite connections open: opening one (file, PRAGMAs, functions) costs more than most queries
+        # the socket and the run recorder make. Safe under Daphne: ORM calls from async code all run on
+        # one thread (thread-sensitive), which holds one connection.
+        DATABASES["default"]["CONN_MAX_AGE"] = None
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
