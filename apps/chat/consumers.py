@@ -8,11 +8,17 @@ with a 4xxx code before any data is sent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
+from channels.sessions import InstanceSessionWrapper
 from django.conf import settings
 
 from apps.chat import rendering, selectors, services
@@ -29,9 +35,44 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
 
 
+Message = dict[str, Any]
+Send = Callable[[Message], Awaitable[None]]
+
+
 class ConversationConsumer(AsyncWebsocketConsumer):
     conversation: Conversation
     group = ""
+    _relay: Send | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Channels' ``AsyncConsumer.__call__`` with a dispatch loop made for a stream of relayed frames.
+
+        Channels waits on the socket and the channel layer with ``asyncio.wait`` and a new task per message;
+        here each message costs one task at most, and frames already queued on our channel (an in-memory
+        layer's ``receive_nowait``) are relayed without one. Handlers still run one at a time, in order.
+        """
+        self.scope = scope
+        layer = get_channel_layer(self.channel_layer_alias)
+        if layer is None:
+            await super().__call__(scope, receive, send)
+            return
+        self.channel_layer = layer
+        self.channel_name = await layer.new_channel()
+        self.channel_receive = functools.partial(layer.receive, self.channel_name)
+        self.base_send = send
+        # The session wrapper around ``send`` only acts on HTTP responses: relayed frames skip it.
+        relay = send
+        while isinstance(getattr(relay, "__self__", None), InstanceSessionWrapper):
+            relay = relay.__self__.real_send
+        self._relay = relay
+        receive_nowait = getattr(layer, "receive_nowait", None)
+        with contextlib.suppress(StopConsumer):
+            await _dispatch_loop(
+                receive,
+                self.channel_receive,
+                self.dispatch,
+                None if receive_nowait is None else functools.partial(receive_nowait, self.channel_name),
+            )
 
     async def connect(self) -> None:
         self._pending: dict[int, asyncio.Task[None]] = {}
@@ -138,10 +179,12 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         # Channels closes stale database connections (a round trip through the thread pool) before every
         # handler. Relaying a frame touches no database, and there are dozens of them a second per socket.
         kind = message.get("type")
-        if kind == "chat.frame":
-            await self.send(text_data=message["text"])
-        elif kind == "chat.frames":
-            await self.chat_frames(message)
+        relay = self._relay
+        if relay is not None and kind == "chat.frame":
+            await relay({"type": "websocket.send", "text": message["text"]})
+        elif relay is not None and kind == "chat.frames":
+            for text in message["texts"]:
+                await relay({"type": "websocket.send", "text": text})
         else:
             await super().dispatch(message)
 
@@ -157,6 +200,52 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         if task is not None:
             task.cancel()
         await self.send(text_data=event["text"])
+
+
+async def _dispatch_loop(
+    receive: Callable[[], Awaitable[Message]],
+    channel_receive: Callable[[], Awaitable[Message]],
+    dispatch: Callable[[Message], Awaitable[None]],
+    channel_receive_nowait: Callable[[], Message | None] | None,
+) -> None:
+    """Dispatch messages from the socket and the channel layer as they come, one at a time, as Channels'
+    ``await_many_dispatch`` does (a socket message first when both are ready), until a handler raises."""
+    loop = asyncio.get_running_loop()
+    wakeup: asyncio.Future[None] = loop.create_future()
+
+    def wake(_task: asyncio.Future[Message]) -> None:
+        if not wakeup.done():
+            wakeup.set_result(None)
+
+    def start(source: Callable[[], Awaitable[Message]]) -> asyncio.Future[Message]:
+        task = asyncio.ensure_future(source())
+        task.add_done_callback(wake)
+        return task
+
+    client = start(receive)
+    channel = start(channel_receive)
+    try:
+        while True:
+            if not client.done() and not channel.done():
+                await wakeup
+            # A wake-up for a task already handled only costs one more look round this loop.
+            wakeup = loop.create_future()
+            if client.done():
+                await dispatch(client.result())
+                client = start(receive)
+            if channel.done():
+                await dispatch(channel.result())
+                if channel_receive_nowait is not None:
+                    # Frames already queued behind it go out now, without a task each; a socket message
+                    # that arrives meanwhile waits only for those.
+                    while not client.done() and (message := channel_receive_nowait()) is not None:
+                        await dispatch(message)
+                channel = start(channel_receive)
+    finally:
+        for task in (client, channel):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 @database_sync_to_async

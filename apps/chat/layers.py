@@ -74,6 +74,16 @@ class LeanInMemoryChannelLayer(InMemoryChannelLayer):
                 del self.channels[channel]
         return message
 
+    def receive_nowait(self, channel: str) -> dict[str, Any] | None:
+        """The next message on ``channel`` if one is waiting, else None; never waits."""
+        queue = self.channels.get(channel)
+        if queue is None or queue.empty():
+            return None
+        _, message = queue.get_nowait()
+        if queue.empty() and self.channels.get(channel) is queue:
+            del self.channels[channel]
+        return message
+
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         assert isinstance(message, dict), "Message is not a dict"
         self.require_valid_group_name(group)
