@@ -8,6 +8,8 @@ pass their own per-request timeouts; the client's defaults below only guard call
 from __future__ import annotations
 
 import asyncio
+import ssl
+import threading
 import weakref
 
 import httpx
@@ -31,17 +33,38 @@ def client_timeout(
     return httpx.Timeout(connect=connect, read=read, write=write, pool=pool)
 
 
+_tls_context: ssl.SSLContext | None = None
+_tls_lock = threading.Lock()
+
+
+def _tls() -> ssl.SSLContext:
+    """The verifying TLS context every shared client uses: loading the CA bundle takes tens of ms, once."""
+    global _tls_context
+    with _tls_lock:
+        if _tls_context is None:
+            _tls_context = httpx.create_ssl_context()
+        return _tls_context
+
+
+async def shared_client_ready() -> httpx.AsyncClient:
+    """``shared_client()``, with the one-off loading of CA certificates done in a thread, not on the loop."""
+    if _tls_context is None:
+        await asyncio.to_thread(_tls)
+    return shared_client()
+
+
 def shared_client() -> httpx.AsyncClient:
     """The client of the running loop, created on first use. Must be called from inside a running loop."""
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None or client.is_closed:
         transport = httpx.AsyncHTTPTransport(
+            verify=_tls(),
             limits=httpx.Limits(
                 max_connections=MAX_CONNECTIONS,
                 max_keepalive_connections=MAX_KEEPALIVE_CONNECTIONS,
                 keepalive_expiry=KEEPALIVE_EXPIRY_S,
-            )
+            ),
         )
         # Socket reads through plain asyncio rather than anyio: see ``netstream``. httpx takes no backend
         # argument, so it is set on the pool it built.

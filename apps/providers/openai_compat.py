@@ -28,7 +28,7 @@ from apps.providers.base import (
     Usage,
     UsageReport,
 )
-from apps.providers.http import shared_client
+from apps.providers.http import shared_client_ready
 from apps.providers.openai_wire import (
     WireChunk,
     chunk_deltas,
@@ -198,7 +198,7 @@ class OpenAICompatClient:
     async def _attempt(
         self, request: CompletionRequest, progress: _Progress, deadline: float
     ) -> AsyncIterator[StreamChunk]:
-        client = self._http or shared_client()
+        client = self._http or await shared_client_ready()
         http_request = client.build_request(
             "POST",
             f"{self.base_url}/chat/completions",
