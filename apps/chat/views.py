@@ -127,7 +127,8 @@ def _send_error(request: HttpRequest, conversation_id: int | None, error: ChatEr
         request,
         conversation,
         composer_error=str(error),
-        prompt=request.POST.get("prompt", "")[:MAX_PROMPT_CHARS],
+        # The text comes back whole (up to the form's bound): the person shortens it rather than retypes it.
+        prompt=request.POST.get("prompt", "")[: MAX_PROMPT_CHARS * 2],
         chosen_panel=int(chosen) if chosen and chosen.isdigit() else None,
     )
     return render(request, "chat/room.html", context, status=400)
@@ -164,6 +165,22 @@ async def conversation_send(request: HttpRequest, conversation_id: int) -> HttpR
     return await _send(request, conversation_id)
 
 
+def _on_its_page(request: HttpRequest, conversation: Conversation) -> bool:
+    """Whether an htmx request comes from the conversation's own page (where its entry is the current one)."""
+    htmx = getattr(request, "htmx", None)
+    current = urlsplit(htmx.current_url or "").path if htmx else ""
+    return current == reverse("chat:conversation", args=[conversation.pk])
+
+
+def _sidebar_entry(request: HttpRequest, conversation: Conversation, *, renamed: bool) -> HttpResponse:
+    context = {
+        "item": conversation,
+        "conversation": conversation if _on_its_page(request, conversation) else None,
+        "renamed": renamed,
+    }
+    return render(request, "chat/_renamed.html", context)
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def conversation_rename(request: HttpRequest, conversation_id: int) -> HttpResponse:
@@ -177,16 +194,15 @@ def conversation_rename(request: HttpRequest, conversation_id: int) -> HttpRespo
         services.conversation_rename(conversation=conversation, title=form.cleaned_data["title"])
     except ChatError as error:
         context = {"item": conversation, "error": str(error), "title": request.POST.get("title", "")}
-        return render(request, "chat/_rename_form.html", context, status=400)
-    return render(request, "chat/_sidebar_item.html", {"item": conversation})
+        # 422: the form again with its error, which htmx swaps in (base.html's responseHandling).
+        return render(request, "chat/_rename_form.html", context, status=422)
+    return _sidebar_entry(request, conversation, renamed=True)
 
 
 @login_required
 @require_GET
 def sidebar_item(request: HttpRequest, conversation_id: int) -> HttpResponse:
-    return render(
-        request, "chat/_sidebar_item.html", {"item": _conversation_or_404(request, conversation_id)}
-    )
+    return _sidebar_entry(request, _conversation_or_404(request, conversation_id), renamed=False)
 
 
 @login_required

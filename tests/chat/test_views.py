@@ -11,6 +11,7 @@ from django.test import Client
 
 from apps.chat.models import Conversation, PanelAnswer, ShareLink, Turn
 from apps.chat.services import conversation_create, share_link_create
+from apps.fusion.schemas import MAX_PROMPT_CHARS
 from tests.chat.conftest import demo_panel, user_make
 
 pytestmark = pytest.mark.django_db
@@ -85,6 +86,21 @@ def test_a_new_user_gets_an_empty_state_and_the_demo_panel_by_default(owner_clie
     assert selected and int(selected[1]) == demo_panel().pk
 
 
+@pytest.mark.parametrize("extra", [1, MAX_PROMPT_CHARS - 10])
+def test_a_prompt_over_the_limit_is_refused_in_the_composer_and_kept_whole(
+    owner_client: Client, extra: int
+) -> None:
+    prompt = "é" * (MAX_PROMPT_CHARS + extra)
+    response = owner_client.post("/c/new/", {"prompt": prompt, "panel": demo_panel().pk})
+    body = response.content.decode()
+    assert response.status_code == 400
+    assert f"the limit is {MAX_PROMPT_CHARS:,}" in body and 'id="composer-error"' in body
+    box = re.search(r'<textarea id="prompt"[^>]*>([^<]*)</textarea>', body)
+    assert box is not None and box[1] == prompt
+    assert 'maxlength="' not in box[0]
+    assert not Conversation.objects.exists()
+
+
 def test_the_conversation_page_renders_every_turn_from_the_database(owner_client: Client, alice: Any) -> None:
     conversation = conversation_with_turn(alice)
     body = owner_client.get(f"/c/{conversation.pk}/").content.decode()
@@ -95,6 +111,23 @@ def test_the_conversation_page_renders_every_turn_from_the_database(owner_client
     assert "<script>alert(1)</script>" not in body and "&lt;b&gt;MySQL&lt;/b&gt;" in body
     assert "Replication" in body and "Atlas (demo)" in body and "Licensing" in body
     assert f'data-ws-path="/ws/conversations/{conversation.pk}/"' in body
+
+
+def test_a_failed_seat_says_so_in_plain_words_and_keeps_the_providers_detail(
+    owner_client: Client, alice: Any
+) -> None:
+    conversation = conversation_with_turn(alice)
+    turn = conversation.turns.get()
+    turn.panel_snapshot["seats"].append({"seat": 2, "model": "bad/x", "name": "bad/x", "is_demo": False})
+    turn.save(update_fields=["panel_snapshot"])
+    detail = "bad: connection failed (ConnectError: [Errno 111] Connect call failed ('127.0.0.1', 9))"
+    PanelAnswer.objects.create(turn=turn, seat=2, model_id="bad/x", status="failed", error=detail)
+    body = owner_client.get(f"/c/{conversation.pk}/").content.decode()
+    column = re.search(r'<section class="column status-failed".*?</section>', body, re.S)
+    assert column is not None
+    assert "This model could not answer." in column[0]
+    assert "What went wrong: bad: connection failed (ConnectError: [Errno 111]" in column[0]
+    assert "status-done" in body  # the other seat's answer is still there
 
 
 def test_the_sidebar_lists_only_my_conversations_newest_first(owner_client: Client, alice: Any) -> None:
@@ -156,10 +189,53 @@ def test_the_owner_renames_a_conversation_with_htmx(owner_client: Client, alice:
 def test_an_empty_title_is_refused_where_the_user_sees_it(owner_client: Client, alice: Any) -> None:
     conversation = conversation_with_turn(alice)
     response = owner_client.post(f"/c/{conversation.pk}/rename/", {"title": "   "})
-    assert response.status_code == 400
+    # 422, which htmx swaps in (a 400 would leave the form as it was, saying nothing).
+    assert response.status_code == 422
     assert "cannot be empty" in response.content.decode()
     conversation.refresh_from_db()
     assert conversation.title == "Databases"
+
+
+def test_a_rename_on_the_conversations_page_updates_its_heading_title_and_current_entry(
+    owner_client: Client, alice: Any
+) -> None:
+    conversation = conversation_with_turn(alice)
+    page = f"http://testserver/c/{conversation.pk}/"
+    response = owner_client.post(
+        f"/c/{conversation.pk}/rename/",
+        {"title": "Postgres <b>vs</b> MySQL"},
+        HTTP_HX_REQUEST="true",
+        HTTP_HX_CURRENT_URL=page,
+    )
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert 'class="conversation-item current"' in html and 'aria-current="page"' in html
+    assert re.search(r'<a href="/c/\d+/" aria-current="page" autofocus>', html)
+    assert '<h1 class="conversation-title" id="conversation-title" hx-swap-oob="true">' in html
+    assert "<title>Postgres &lt;b&gt;vs&lt;/b&gt; MySQL · Fusion Room</title>" in html
+    # Renamed from another conversation's page: only the entry comes back, not current, no heading.
+    other = conversation_with_turn(alice, title="Other")
+    response = owner_client.post(
+        f"/c/{other.pk}/rename/",
+        {"title": "Else"},
+        HTTP_HX_REQUEST="true",
+        HTTP_HX_CURRENT_URL=page,
+    )
+    html = response.content.decode()
+    assert "current" not in html and "hx-swap-oob" not in html and "<title>" not in html
+    assert "Else" in html and "autofocus" in html
+
+
+def test_giving_up_a_rename_brings_the_entry_back_with_focus(owner_client: Client, alice: Any) -> None:
+    conversation = conversation_with_turn(alice)
+    response = owner_client.get(
+        f"/c/{conversation.pk}/item/",
+        HTTP_HX_REQUEST="true",
+        HTTP_HX_CURRENT_URL=f"http://testserver/c/{conversation.pk}/",
+    )
+    html = response.content.decode()
+    assert 'class="conversation-item current"' in html and "autofocus" in html
+    assert "hx-swap-oob" not in html
 
 
 def test_the_owner_deletes_a_conversation_and_everything_in_it(owner_client: Client, alice: Any) -> None:
@@ -218,7 +294,12 @@ def test_a_revoked_or_wrong_share_token_is_a_404(owner_client: Client, client: C
     assert client.get(f"/s/{token[:-2]}xx/").status_code == 404
     response = owner_client.post(f"/c/{conversation.pk}/share/{link.pk}/revoke/", HTTP_HX_REQUEST="true")
     assert response.status_code == 200
-    assert client.get(f"/s/{token}/").status_code == 404
+    gone = client.get(f"/s/{token}/")
+    assert gone.status_code == 404
+    # A page that says what happened, in the site's layout, rather than a bare "Not Found".
+    body = gone.content.decode()
+    assert "link stops working when its" in body and "owner revokes it" in body
+    assert 'class="topbar"' in body and "Which is better" not in body
 
 
 def test_a_shared_page_cannot_start_a_run(client: Client, alice: Any) -> None:
