@@ -1,5 +1,5 @@
-// Copy buttons on rendered code blocks. One delegated listener covers blocks that arrive later
-// (htmx swaps, streamed answers that are re-rendered when finished).
+// Copy buttons on rendered code blocks and on read-only fields (share links, API keys). Delegated listeners
+// cover what arrives later (htmx swaps, streamed answers that are re-rendered when finished).
 (function () {
   "use strict";
 
@@ -26,6 +26,25 @@
     var region = document.getElementById("live-status");
     if (region) { region.textContent = message; }
   }
+
+  // A button with data-copy-target="<input id>" copies that field (a share link, a new API key); its
+  // data-copy-status names the element that says whether it worked.
+  document.addEventListener("click", function (event) {
+    var button = event.target instanceof Element ? event.target.closest("button[data-copy-target]") : null;
+    if (!button) { return; }
+    var input = document.getElementById(button.getAttribute("data-copy-target"));
+    if (!input) { return; }
+    var status = document.getElementById(button.getAttribute("data-copy-status") || "");
+    function say(message) {
+      if (status) { status.textContent = message; } else { announce(message); }
+    }
+    input.select();
+    copyText(input.value).then(function () {
+      say("Copied");
+    }, function () {
+      say("Copy refused by the browser: the text is selected, press Ctrl+C (⌘C on a Mac).");
+    });
+  });
 
   document.addEventListener("click", function (event) {
     var button = event.target instanceof Element ? event.target.closest("button[data-copy]") : null;

@@ -24,6 +24,8 @@
   let socket = null;
   let retry = 0;
   let sending = false;
+  // What was sent last: put back in the prompt box if the server refuses it, so nothing typed is lost.
+  let pendingPrompt = "";
 
   function codePoints(text) {
     return Array.from(text).length;
@@ -84,6 +86,7 @@
     const empty = document.getElementById("empty-state");
     if (empty) empty.remove();
     if (!swap(element)) {
+      pendingPrompt = "";
       turns.appendChild(element);
       if (frame.status === "running") element.scrollIntoView({ block: "start", behavior: "smooth" });
     }
@@ -167,7 +170,10 @@
       case "error":
         sending = false;
         updateComposer();
+        if (pendingPrompt && promptBox && !promptBox.value) promptBox.value = pendingPrompt;
+        pendingPrompt = "";
         showError(frame.message);
+        if (promptBox) promptBox.focus();
         break;
     }
   }
@@ -209,6 +215,7 @@
     sending = true;
     updateComposer();
     if (send({ type: "send", prompt: prompt, panel: panel })) {
+      pendingPrompt = prompt;
       promptBox.value = "";
     } else {
       sending = false;
@@ -237,32 +244,24 @@
 
   document.addEventListener("click", (event) => {
     const cancel = event.target.closest("[data-cancel-turn]");
-    if (cancel) {
-      cancel.disabled = true;
-      cancel.textContent = "Cancelling…";
-      if (!send({ type: "cancel", turn: parseInt(cancel.dataset.cancelTurn, 10) })) {
-        cancel.disabled = false;
-        cancel.textContent = "Cancel";
-        showError("Not connected: try again in a moment.");
-      }
-      return;
+    if (!cancel) return;
+    cancel.disabled = true;
+    cancel.textContent = "Cancelling…";
+    if (!send({ type: "cancel", turn: parseInt(cancel.dataset.cancelTurn, 10) })) {
+      cancel.disabled = false;
+      cancel.textContent = "Cancel";
+      showError("Not connected: try again in a moment.");
     }
-    const copy = event.target.closest("[data-copy-target]");
-    if (copy) {
-      const input = document.getElementById(copy.dataset.copyTarget);
-      const status = document.getElementById("share-copy-status");
-      if (!input) return;
-      input.select();
-      const done = () => {
-        if (status) status.textContent = "Copied";
-      };
-      if (navigator.clipboard && window.isSecureContext) {
-        navigator.clipboard.writeText(input.value).then(done, () => {
-          if (status) status.textContent = "Select the link and copy it";
-        });
-      } else {
-        if (status) status.textContent = "Select the link and copy it";
-      }
+  });
+
+  // Escape in a conversation's title field gives up the rename.
+  document.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape" || !(event.target instanceof Element)) return;
+    const form = event.target.closest(".rename-form");
+    const cancel = form && form.querySelector("[data-rename-cancel]");
+    if (cancel) {
+      event.preventDefault();
+      cancel.click();
     }
   });
 

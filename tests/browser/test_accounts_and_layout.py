@@ -103,6 +103,20 @@ def test_the_copy_button_puts_the_code_on_the_clipboard(new_page: PageFactory) -
     new_page.log.assert_clean()
 
 
+def test_a_new_api_key_is_copied_with_its_button(new_page: PageFactory) -> None:
+    page = new_page(permissions=["clipboard-read", "clipboard-write"])
+    signup(page, "keyholder", PASSWORD)
+    page.goto("/accounts/keys/")
+    page.get_by_label("Name").fill("laptop")
+    page.get_by_role("button", name="Create key").click()
+    key = page.locator("#new-key").input_value()
+    assert key.startswith("fr-")
+    page.get_by_role("button", name="Copy key").click()
+    expect(page.locator("#new-key-copy-status")).to_have_text("Copied")
+    assert page.evaluate("() => navigator.clipboard.readText()") == key
+    new_page.log.assert_clean()
+
+
 @pytest.mark.parametrize(("scheme", "dark"), [("light", False), ("dark", True)])
 def test_the_colours_follow_the_system_setting(new_page: PageFactory, scheme: str, dark: bool) -> None:
     page = new_page(color_scheme=scheme)

@@ -100,3 +100,57 @@ def test_cancel_in_the_browser_keeps_what_streamed(page: Page, page_log: Browser
     expect(turn.locator("[data-seat]")).to_have_count(3)
     expect(page.locator("#send-button")).to_be_enabled()
     page_log.assert_clean()
+
+
+def test_a_refused_prompt_stays_in_the_box_with_the_reason_beside_it(
+    page: Page, page_log: BrowserLog
+) -> None:
+    signup(page, "carol", "correct horse battery staple")
+    send(page, "A first question")
+    page.wait_for_url(re.compile(r"/c/\d+/$"))
+    expect(page.locator(".turn").first).to_have_attribute("data-turn-status", "done", timeout=RUN_TIMEOUT_MS)
+    box = page.get_by_role("textbox", name="Prompt")
+    expect(box).not_to_have_attribute("maxlength", re.compile(".*"))
+    too_long = "y" * 40_000
+    box.fill(too_long)
+    box.press("Enter")
+    error = page.locator("#composer #room-error")
+    expect(error).to_contain_text("the limit is 32,000")
+    expect(error).to_be_in_viewport()
+    expect(box).to_have_value(too_long)
+    expect(box).to_be_focused()
+    expect(page.locator(".turn")).to_have_count(1)
+    page_log.assert_clean()
+
+
+def test_renaming_from_the_keyboard_updates_the_page_and_shows_errors(
+    page: Page, page_log: BrowserLog
+) -> None:
+    signup(page, "dave", "correct horse battery staple")
+    send(page, "Which DNS record for a mail server?")
+    page.wait_for_url(re.compile(r"/c/\d+/$"))
+    entry = page.locator(".conversation-item").first
+    entry.get_by_role("button", name=re.compile("^Rename")).click()
+    title = page.get_by_role("textbox", name="Title")
+    expect(title).to_be_focused()
+    title.fill("   ")
+    title.press("Enter")
+    # The refusal is swapped in where the title is typed, and the page around it stays.
+    expect(page.locator(".rename-form [role=alert]")).to_have_text("A title cannot be empty.")
+    expect(page.locator("#turns")).to_be_visible()
+    title.fill("Mail <b>DNS</b>")
+    title.press("Enter")
+    link = page.locator(".conversation-item.current a[aria-current=page]")
+    expect(link).to_have_text("Mail <b>DNS</b>")
+    expect(link).to_be_focused()
+    expect(page.locator("#conversation-title")).to_have_text("Mail <b>DNS</b>")
+    expect(page).to_have_title("Mail <b>DNS</b> · Fusion Room")
+    entry.get_by_role("button", name=re.compile("^Rename")).click()
+    expect(title).to_be_focused()
+    title.press("Escape")
+    expect(title).to_have_count(0)
+    expect(link).to_be_focused()
+    # The 422 of the refused title is the only response the browser calls an error.
+    assert [r for r in page_log.bad_responses if "/rename/" not in r] == []
+    assert [e for e in page_log.console_errors if "422" not in e] == []
+    assert page_log.page_errors == [] and page_log.dialogs == []
