@@ -16,6 +16,7 @@ from apps.panels.services import (
     Runnability,
     catalog,
     model_info,
+    model_is_known,
     model_route,
     panel_estimate_cost,
     panel_runnability,
@@ -71,9 +72,32 @@ def model_row(info: ModelInfo) -> ModelRow:
     )
 
 
+def endpoint_row(model: str) -> ModelRow:
+    """A model of a configured endpoint, typed in full: the catalog cannot list what such a server offers."""
+    endpoint = model.split("/", 1)[0]
+    return ModelRow(
+        id=model,
+        name=model,
+        vendor=endpoint,
+        prompt_price="unknown",
+        completion_price="unknown",
+        context="unknown",
+        is_demo=False,
+        provider=endpoint,
+    )
+
+
 def search_rows(query: str, *, limit: int) -> list[ModelRow]:
-    """Catalog models matching ``query`` by name, id or vendor (an empty query lists the first ones)."""
-    return [model_row(info) for info in catalog().search(query, limit)]
+    """Catalog models matching ``query`` by name, id or vendor (an empty query lists the first ones).
+
+    A query that is a whole model id of a configured endpoint (``ollama/llama3.2``) comes first, so such a
+    model can be put on a seat like any other."""
+    rows = [model_row(info) for info in catalog().search(query, limit)]
+    model = query.strip()
+    typed = " " not in model and model_route(model) == "endpoint" and model_is_known(model)
+    if typed and all(row.id != model for row in rows):
+        rows = [endpoint_row(model), *rows][:limit]
+    return rows
 
 
 @dataclass(frozen=True)

@@ -187,3 +187,15 @@ def test_presets_can_be_viewed_but_not_edited_or_deleted(alice_client: Client) -
     assert alice_client.get(reverse("panels:edit", args=[quality.pk])).status_code == 404
     assert alice_client.post(reverse("panels:delete", args=[quality.pk])).status_code == 404
     assert Panel.objects.filter(pk=quality.pk).exists()
+
+
+def test_search_offers_a_typed_model_id_of_a_configured_endpoint(alice_client: Client, settings: Any) -> None:
+    settings.FUSIONROOM_ENDPOINTS = {"ollama": "http://127.0.0.1:9/v1"}
+    html = alice_client.get(reverse("panels:search"), {"q": "ollama/llama3.2"}).content.decode()
+    assert 'data-model-id="ollama/llama3.2"' in html
+    assert 'name="add_model" value="ollama/llama3.2"' in html
+    # Not for a server nobody configured, nor for the bare endpoint name.
+    html = alice_client.get(reverse("panels:search"), {"q": "vllm/llama3.2"}).content.decode()
+    assert 'data-model-id="vllm/llama3.2"' not in html
+    html = alice_client.get(reverse("panels:search"), {"q": "ollama/"}).content.decode()
+    assert 'data-model-id="ollama/"' not in html
