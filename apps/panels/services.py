@@ -260,6 +260,9 @@ def _validate_into(
         errors["name"] = f"Too long: at most {MAX_NAME_CHARS} characters."
     elif _name_taken(owner=owner, name=name, panel_id=panel_id):
         errors["name"] = f"You already have a panel called “{name}”: choose another name."
+    elif Panel.objects.filter(owner__isnull=True, name__iexact=name).exists():
+        # The chooser lists presets and saved panels together: two identical names could not be told apart.
+        errors["name"] = f"“{name}” is the name of a preset: choose another name."
     seats = _validated_seats(data, errors)
     if not data.judge:
         errors["judge"] = "Choose the judge model."

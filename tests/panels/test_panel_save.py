@@ -100,6 +100,12 @@ def test_it_refuses_an_empty_name(alice: Any, name: str) -> None:
     assert _errors(alice, _draft(name=name))["name"] == "Give the panel a name."
 
 
+def test_it_refuses_the_name_of_a_preset(alice: Any) -> None:
+    assert _errors(alice, _draft(name="demo (OFFLINE)"))["name"] == (
+        "“demo (OFFLINE)” is the name of a preset: choose another name."
+    )
+
+
 def test_it_refuses_a_name_the_user_already_used_whatever_the_case(alice: Any, bob: Any) -> None:
     panel_save(owner=alice, data=_draft(name="Research"))
     assert _errors(alice, _draft(name="  research "))["name"] == (
