@@ -32,6 +32,7 @@ from apps.chat.state import seat_label
 from apps.fusion.schemas import MAX_PROMPT_CHARS, FusionOptions, FusionRequest, PriorTurn, SeatSpec
 from apps.panels.models import Panel
 from apps.panels.services import panel_runnability
+from apps.providers.base import text_storable
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -109,7 +110,7 @@ def panel_default_for(*, panels: list[Panel], conversation: Conversation | None 
 
 
 def prompt_clean(prompt: str) -> str:
-    prompt = prompt.strip()
+    prompt = text_storable(prompt.strip())
     if not prompt:
         raise ChatError("Type a prompt first: an empty message cannot be sent.")
     if len(prompt) > MAX_PROMPT_CHARS:

@@ -19,7 +19,14 @@ from pydantic import ValidationError
 from apps.fusion.calls import CallProgress, call_collect, usage_priced
 from apps.fusion.prompts import judge_repair_messages
 from apps.fusion.schemas import Analysis, AnalysisDone, AnalysisFailed, Timings
-from apps.providers.base import ChatMessage, CompletionRequest, ModelGateway, ProviderError, Usage
+from apps.providers.base import (
+    ChatMessage,
+    CompletionRequest,
+    ModelGateway,
+    ProviderError,
+    Usage,
+    text_storable,
+)
 
 AnalysisFailureReason = Literal[
     "judge_not_valid_json", "judge_schema_mismatch", "judge_upstream_error", "judge_empty_completion"
@@ -66,9 +73,20 @@ def analysis_parse(text: str) -> Analysis:
             "judge_not_valid_json", f"invalid JSON: {error.msg} (line {error.lineno}, column {error.colno})"
         ) from error
     try:
-        return Analysis.model_validate(data)
+        return Analysis.model_validate(_storable(data))
     except ValidationError as error:
         raise AnalysisError("judge_schema_mismatch", _validation_summary(error)) from error
+
+
+def _storable(data: Any) -> Any:
+    """The decoded JSON with NULs (a ``\\u0000`` escape decodes to one) replaced: the analysis is stored."""
+    if isinstance(data, str):
+        return text_storable(data)
+    if isinstance(data, list):
+        return [_storable(item) for item in data]
+    if isinstance(data, dict):
+        return {key: _storable(value) for key, value in data.items()}
+    return data
 
 
 def _strict(schema: Any) -> Any:

@@ -12,6 +12,15 @@ from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field
 
 
+def text_storable(text: str) -> str:
+    """``text`` with NUL characters replaced by U+FFFD, length unchanged (offsets stay valid).
+
+    Model output is untrusted: a NUL is legal in JSON strings but PostgreSQL text and jsonb columns refuse it,
+    which would make a whole run fail to save. One character for one keeps every streamed offset true.
+    """
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -12,7 +12,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from apps.providers.base import ProviderError, ReasoningDelta, StreamChunk, TextDelta, ToolCallDelta, Usage
+from apps.providers.base import (
+    ProviderError,
+    ReasoningDelta,
+    StreamChunk,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+    text_storable,
+)
 
 
 def status_retryable(status: int) -> bool:
@@ -113,9 +121,9 @@ def chunk_deltas(choice: WireChoice) -> list[StreamChunk]:
     out: list[StreamChunk] = []
     reasoning = delta.reasoning or delta.reasoning_content
     if reasoning:
-        out.append(ReasoningDelta(text=reasoning))
+        out.append(ReasoningDelta(text=text_storable(reasoning)))
     if delta.content:
-        out.append(TextDelta(text=delta.content))
+        out.append(TextDelta(text=text_storable(delta.content)))
     for call in delta.tool_calls or []:
         function = call.function or WireFunction()
         out.append(

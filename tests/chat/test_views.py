@@ -10,7 +10,7 @@ import pytest
 from django.test import Client
 
 from apps.chat.models import Conversation, PanelAnswer, ShareLink, Turn
-from apps.chat.services import conversation_create, share_link_create
+from apps.chat.services import conversation_create, share_link_create, turn_create
 from apps.fusion.schemas import MAX_PROMPT_CHARS
 from tests.chat.conftest import demo_panel, user_make
 
@@ -99,6 +99,18 @@ def test_a_prompt_over_the_limit_is_refused_in_the_composer_and_kept_whole(
     assert box is not None and box[1] == prompt
     assert 'maxlength="' not in box[0]
     assert not Conversation.objects.exists()
+
+
+def test_a_prompt_with_nul_characters_is_saved_with_them_replaced(alice: Any) -> None:
+    # PostgreSQL refuses NUL in text columns; the prompt must still be saved (and its title made).
+    conversation = conversation_create(owner=alice)
+    turn = turn_create(
+        conversation=conversation, prompt="tabs\x00or spaces?", panel_snapshot=demo_panel().snapshot()
+    )
+    turn.refresh_from_db()
+    conversation.refresh_from_db()
+    assert turn.prompt == "tabs\ufffdor spaces?"
+    assert "\x00" not in conversation.title
 
 
 def test_the_conversation_page_renders_every_turn_from_the_database(owner_client: Client, alice: Any) -> None:

@@ -17,6 +17,17 @@ def test_it_parses_bare_json() -> None:
     assert analysis.unique_insights[0].model == "fake/a"
 
 
+def test_nul_escapes_in_the_judges_strings_are_replaced_so_the_analysis_can_be_stored() -> None:
+    data = json.loads(VALID_ANALYSIS)
+    data["consensus"] = ["Both\u0000work"]
+    data["unique_insights"][0]["insight"] = "a\u0000b"
+
+    analysis = analysis_parse(json.dumps(data))
+
+    assert analysis.consensus == ["Both\ufffdwork"]
+    assert analysis.unique_insights[0].insight == "a\ufffdb"
+
+
 def test_it_strips_a_code_fence_and_surrounding_chatter() -> None:
     text = f"Here is my analysis:\n\n```json\n{VALID_ANALYSIS}\n```\nHope this helps."
 

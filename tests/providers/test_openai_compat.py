@@ -70,6 +70,16 @@ def test_it_meets_the_model_client_protocol() -> None:
     assert client.is_demo is False
 
 
+async def test_it_replaces_nul_characters_one_for_one_so_text_can_be_stored(
+    fake_upstream: FakeUpstream,
+) -> None:
+    fake_upstream.script("vendor/model", ModelScript(text="<scr\x00ipt> and \x00 more"))
+
+    chunks = await _collect(_client(fake_upstream), _request())
+
+    assert _text(chunks) == "<scr\ufffdipt> and \ufffd more"
+
+
 async def test_it_streams_text_skipping_comment_keepalives(fake_upstream: FakeUpstream) -> None:
     fake_upstream.script("vendor/model", ModelScript(text="The sky scatters blue light.", latency_s=0.05))
     fake_upstream.comment_interval_s = 0.01
