@@ -3,12 +3,27 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from channels.layers import channel_layers
 from django.conf import settings
 
 from apps.panels.models import Panel, PanelMember
 from apps.panels.presets import sync_preset_rows
 
 pytest_plugins = ["tests.fakes.fixtures", "tests.live_server"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_channel_layers() -> Iterator[None]:
+    """Each test gets channel layers of its own.
+
+    Every test runs in a new event loop, and a channel layer keeps loop-bound state (channels-redis: its
+    receive lock and connection pools). A layer left from an earlier test's loop, with a receive still pending
+    when that loop closed, would fail every later receive with "bound to a different event loop". A server
+    process has one loop for its lifetime, so this only concerns tests.
+    """
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
 
 
 @pytest.fixture(autouse=True)
