@@ -52,18 +52,20 @@ class GatewayConfig:
     def from_settings(cls) -> GatewayConfig:
         from django.conf import settings
 
+        # The catalog reads the provider settings it shares with us; reading them once keeps both in step.
+        catalog = CatalogConfig.from_settings()
         return cls(
-            openrouter_base_url=settings.OPENROUTER_BASE_URL,
-            openrouter_api_key=settings.OPENROUTER_API_KEY,
-            endpoints=tuple(sorted(settings.FUSIONROOM_ENDPOINTS.items())),
-            endpoint_keys=tuple(sorted((k, v) for k, v in settings.FUSIONROOM_ENDPOINT_KEYS.items() if v)),
+            openrouter_base_url=catalog.base_url,
+            openrouter_api_key=catalog.api_key,
+            endpoints=catalog.endpoints,
+            endpoint_keys=catalog.endpoint_keys,
             public_url=settings.FUSIONROOM_PUBLIC_URL,
             demo_delay=settings.DEMO_MODEL_DELAY,
             connect_timeout=settings.PROVIDER_CONNECT_TIMEOUT,
             read_timeout=settings.PROVIDER_READ_TIMEOUT,
             total_timeout=settings.PROVIDER_TOTAL_TIMEOUT,
             max_retries=settings.PROVIDER_MAX_RETRIES,
-            catalog_cache_seconds=float(settings.CATALOG_CACHE_SECONDS),
+            catalog_cache_seconds=catalog.cache_seconds,
         )
 
     @property
