@@ -13,6 +13,7 @@ import time
 SECTIONS: list[tuple[str, str]] = [
     ("engine", "bench.engine"),
     ("load", "bench.load"),
+    ("floor", "bench.floor"),
 ]
 
 
