@@ -94,6 +94,9 @@ class _RecordingGateway:
     def is_demo(self, model: str) -> bool:
         return self.inner.is_demo(model)
 
+    def supports_tools(self, model: str) -> bool:
+        return self.inner.supports_tools(model)
+
 
 @dataclass
 class Round:

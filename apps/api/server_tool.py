@@ -98,13 +98,7 @@ class ToolSession:
         return isinstance(choice, dict) and tool_choice_name(choice) == FUSION_TOOL_NAME
 
     def can_call_tools(self) -> bool:
-        model = self.plan.model
-        if self.gateway.is_demo(model):
-            return False
-        info_for = getattr(self.gateway, "model_info", None)
-        info = info_for(model) if info_for is not None else None
-        # Unknown models are given the benefit of the doubt: most chat models take tools.
-        return info is None or not info.supported_parameters or "tools" in info.supported_parameters
+        return self.gateway.supports_tools(self.plan.model)
 
     def tool_choice(self, round_: int) -> str | dict[str, Any] | None:
         choice = self.plan.request.tool_choice

@@ -7,6 +7,7 @@ import contextlib
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from apps.fusion.analysis import analysis_run
 from apps.fusion.calls import CallProgress, call_stream, usage_priced
@@ -29,9 +30,13 @@ from apps.fusion.schemas import (
     SeatReasoningDelta,
     SeatSpec,
     SeatStarted,
+    SeatToolCall,
+    SeatToolResult,
+    Source,
     StepStats,
     Totals,
 )
+from apps.fusion.tools import Toolbox, ToolOutcome
 from apps.providers.base import ChatMessage, CompletionRequest, ModelGateway, ProviderError, Usage
 
 
@@ -40,6 +45,9 @@ class _Seat:
     spec: SeatSpec
     progress: CallProgress = field(default_factory=CallProgress)
     outcome: SeatDone | SeatFailed | None = None
+    # The priced usage of the seat's finished calls (a seat that uses tools makes several).
+    spent: Usage = field(default_factory=lambda: Usage(cost=0.0))
+    sources: list[Source] = field(default_factory=list)
 
 
 def totals_build(*, steps: Sequence[StepStats], started: float) -> Totals:
@@ -63,7 +71,9 @@ async def _tasks_cancel(tasks: Sequence[asyncio.Task[None]]) -> None:
         await asyncio.wait(tasks)
 
 
-async def run_fusion(request: FusionRequest, *, gateway: ModelGateway) -> AsyncIterator[FusionEvent]:
+async def run_fusion(
+    request: FusionRequest, *, gateway: ModelGateway, toolbox: Toolbox | None = None
+) -> AsyncIterator[FusionEvent]:
     """Run one fusion turn and yield its events as they happen.
 
     Order: ``run.started``; per seat ``seat.started``, ``seat.delta``* (``seat.reasoning``*), then
@@ -73,6 +83,11 @@ async def run_fusion(request: FusionRequest, *, gateway: ModelGateway) -> AsyncI
     ``run.failed`` ends a run that cannot go on: ``invalid_model`` (unknown judge or writer; yielded
     alone, before anything runs), ``all_panels_failed`` (no judge or writer call is made),
     ``writer_failed`` (with the partial final text) or ``unexpected_error``.
+
+    With a ``toolbox`` and ``options.web_tools``, seats whose model can call tools are offered its tools:
+    between ``seat.delta`` events a seat may yield ``seat.tool_call`` / ``seat.tool_result`` pairs (at most
+    ``options.max_tool_calls`` calls; then the model is asked again without tools, so it answers).
+    ``seat.done`` carries the seat's sources; the judge and the writer see them with the answer.
 
     Seats run concurrently, one task each; a seat's failure (including an unknown model, status 404) is
     reported and the others carry on. With ``options.quorum`` the judge starts once that many seats are
@@ -96,12 +111,19 @@ async def run_fusion(request: FusionRequest, *, gateway: ModelGateway) -> AsyncI
     try:
         seats: list[_Seat] = []
         # Inner generators are closed explicitly: closing this one must reach their ``finally`` now.
-        async with contextlib.aclosing(_panel_run(request=request, gateway=gateway, seats=seats)) as panel:
+        async with contextlib.aclosing(
+            _panel_run(request=request, gateway=gateway, toolbox=toolbox, seats=seats)
+        ) as panel:
             async for event in panel:
                 yield event
         steps.extend(_seat_step(seat) for seat in seats)
         answers = [
-            PanelAnswerText(seat=seat.spec.seat, model=seat.spec.model, content=seat.outcome.content)
+            PanelAnswerText(
+                seat=seat.spec.seat,
+                model=seat.spec.model,
+                content=seat.outcome.content,
+                sources=tuple(seat.outcome.sources),
+            )
             for seat in seats
             if isinstance(seat.outcome, SeatDone)
         ]
@@ -168,7 +190,7 @@ async def run_fusion(request: FusionRequest, *, gateway: ModelGateway) -> AsyncI
 
 
 async def _panel_run(
-    *, request: FusionRequest, gateway: ModelGateway, seats: list[_Seat]
+    *, request: FusionRequest, gateway: ModelGateway, toolbox: Toolbox | None, seats: list[_Seat]
 ) -> AsyncGenerator[FusionEvent, None]:
     """Run every seat concurrently and yield their events; fill ``seats`` with each seat's outcome."""
     options = request.options
@@ -178,7 +200,9 @@ async def _panel_run(
     deadline = None if options.deadline_s is None else started + options.deadline_s
     quorum = options.quorum or len(seats)
     tasks = [
-        asyncio.create_task(_seat_run(seat=seat, request=request, gateway=gateway, queue=queue))
+        asyncio.create_task(
+            _seat_run(seat=seat, request=request, gateway=gateway, toolbox=toolbox, queue=queue)
+        )
         for seat in seats
     ]
     try:
@@ -221,35 +245,74 @@ def _seat_missing(*, seat: _Seat, gateway: ModelGateway, error: str) -> SeatFail
         reason="missing",
         error=error,
         partial_text=progress.text,
-        usage=usage_priced(gateway=gateway, model=seat.spec.model, progress=progress, cancelled=True),
+        usage=seat.spent
+        + usage_priced(gateway=gateway, model=seat.spec.model, progress=progress, cancelled=True),
         timings=progress.timings(),
+        sources=sources_unique(seat.sources),
     )
 
 
 async def _seat_run(
-    *, seat: _Seat, request: FusionRequest, gateway: ModelGateway, queue: asyncio.Queue[FusionEvent]
+    *,
+    seat: _Seat,
+    request: FusionRequest,
+    gateway: ModelGateway,
+    toolbox: Toolbox | None,
+    queue: asyncio.Queue[FusionEvent],
 ) -> None:
     spec = seat.spec
     progress = seat.progress
     queue.put_nowait(SeatStarted(seat=spec.seat, model=spec.model))
     try:
         client = gateway.client_for(spec.model)
-        completion = CompletionRequest(
-            model=spec.model,
-            messages=panel_messages(
-                prompt=request.prompt, history=request.history, system_prompt=spec.system_prompt
-            ),
-            temperature=spec.temperature if spec.temperature is not None else request.options.temperature,
-            max_tokens=request.options.max_completion_tokens,
+        messages = panel_messages(
+            prompt=request.prompt, history=request.history, system_prompt=spec.system_prompt
         )
-        async with contextlib.aclosing(
-            call_stream(client=client, request=completion, progress=progress)
-        ) as pieces:
-            async for piece in pieces:
-                if piece.offset is None:
-                    queue.put_nowait(SeatReasoningDelta(seat=spec.seat, text=piece.text))
-                else:
-                    queue.put_nowait(SeatDelta(seat=spec.seat, text=piece.text, offset=piece.offset))
+        offered = toolbox is not None and request.options.web_tools and gateway.supports_tools(spec.model)
+        calls_left = request.options.max_tool_calls if offered else 0
+        while True:
+            # Once the budget is spent the model gets no tools, so its next reply is the answer.
+            tools = toolbox.definitions() if toolbox is not None and calls_left > 0 else None
+            completion = CompletionRequest(
+                model=spec.model,
+                messages=messages,
+                temperature=spec.temperature if spec.temperature is not None else request.options.temperature,
+                max_tokens=request.options.max_completion_tokens,
+                tools=tools,
+            )
+            text_before = progress.length
+            progress.usage, progress.tool_calls, progress.finish_reason = None, {}, None
+            async with contextlib.aclosing(
+                call_stream(client=client, request=completion, progress=progress)
+            ) as pieces:
+                async for piece in pieces:
+                    if piece.offset is None:
+                        queue.put_nowait(SeatReasoningDelta(seat=spec.seat, text=piece.text))
+                    else:
+                        queue.put_nowait(SeatDelta(seat=spec.seat, text=piece.text, offset=piece.offset))
+            seat.spent = seat.spent + usage_priced(gateway=gateway, model=spec.model, progress=progress)
+            progress.usage = None
+            if tools is None or toolbox is None or not progress.tool_calls:
+                break
+            used = request.options.max_tool_calls - calls_left
+            calls = _tool_calls_take(progress, seat=spec.seat, limit=calls_left, first=used)
+            calls_left -= len(calls)
+            said = progress.text[text_before:]
+            messages = [
+                *messages,
+                ChatMessage(
+                    role="assistant", content=said or None, tool_calls=[call.wire() for call in calls]
+                ),
+            ]
+            outcomes = await _tools_run(toolbox, calls, seat=spec.seat, queue=queue)
+            for call, outcome in zip(calls, outcomes, strict=True):
+                seat.sources.extend(outcome.sources)
+                messages.append(ChatMessage(role="tool", tool_call_id=call.id, content=outcome.content))
+            if progress.length and not progress.text.endswith("\n"):
+                # What the model said before calling a tool and what it says after are two paragraphs.
+                queue.put_nowait(SeatDelta(seat=spec.seat, text="\n\n", offset=progress.length))
+                progress.parts.append("\n\n")
+                progress.length += 2
     except Exception as error:  # any failure of one seat is that seat's alone
         status_code = error.status_code if isinstance(error, ProviderError) else None
         message = error.message if isinstance(error, ProviderError) else f"{type(error).__name__}: {error}"
@@ -260,18 +323,75 @@ async def _seat_run(
             error=message,
             status_code=status_code,
             partial_text=progress.text,
-            usage=usage_priced(gateway=gateway, model=spec.model, progress=progress),
+            usage=seat.spent + usage_priced(gateway=gateway, model=spec.model, progress=progress),
             timings=progress.timings(),
+            sources=sources_unique(seat.sources),
         )
     else:
         seat.outcome = SeatDone(
             seat=spec.seat,
             model=spec.model,
             content=progress.text,
-            usage=usage_priced(gateway=gateway, model=spec.model, progress=progress),
+            usage=seat.spent,
             timings=progress.timings(),
+            sources=sources_unique(seat.sources),
         )
     queue.put_nowait(seat.outcome)
+
+
+@dataclass(frozen=True)
+class _ToolCall:
+    id: str
+    name: str
+    arguments: str
+
+    def wire(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
+
+
+def _tool_calls_take(progress: CallProgress, *, seat: int, limit: int, first: int) -> list[_ToolCall]:
+    """The calls of the reply just streamed, at most ``limit``; calls without an id get one of ours."""
+    calls = []
+    for position, (_index, raw) in enumerate(sorted(progress.tool_calls.items())[:limit]):
+        call_id = raw["id"] or f"call_{seat}_{first + position}"
+        calls.append(_ToolCall(id=call_id, name=raw["name"], arguments=raw["arguments"]))
+    return calls
+
+
+async def _tools_run(
+    toolbox: Toolbox, calls: list[_ToolCall], *, seat: int, queue: asyncio.Queue[FusionEvent]
+) -> list[ToolOutcome]:
+    """Run one reply's calls concurrently, announcing each before it runs and after it ends."""
+
+    async def one(call: _ToolCall) -> ToolOutcome:
+        detail = toolbox.describe(call.name, call.arguments)
+        queue.put_nowait(SeatToolCall(seat=seat, call_id=call.id, name=call.name, detail=detail))
+        outcome = await toolbox.run(call.name, call.arguments)
+        queue.put_nowait(
+            SeatToolResult(
+                seat=seat,
+                call_id=call.id,
+                name=call.name,
+                ok=outcome.ok,
+                detail=outcome.detail,
+                sources=outcome.sources,
+            )
+        )
+        return outcome
+
+    return list(await asyncio.gather(*(one(call) for call in calls)))
+
+
+def sources_unique(sources: Sequence[Source]) -> list[Source]:
+    """Sources in first-seen order, one per URL (the brief de-duplicates by URL across the whole run)."""
+    seen: dict[str, Source] = {}
+    for source in sources:
+        seen.setdefault(source.url, source)
+    return list(seen.values())
 
 
 def _seat_step(seat: _Seat) -> StepStats:

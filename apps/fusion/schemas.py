@@ -41,6 +41,8 @@ class FusionOptions(BaseModel):
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_completion_tokens: int = Field(default=16_000, ge=1, le=200_000)
     max_tool_calls: int = Field(default=4, ge=1, le=16)
+    # Offer the server's web tools (search, fetch) to panel models that can call tools; False: none.
+    web_tools: bool = True
 
 
 class FusionRequest(BaseModel):
@@ -144,6 +146,33 @@ class SeatReasoningDelta(BaseModel):
     text: str
 
 
+class Source(BaseModel):
+    """A web page a panel model searched for or read."""
+
+    url: str
+    title: str = ""
+
+
+class SeatToolCall(BaseModel):
+    """A panel model asked for a web tool; ``detail`` says what in words (the query, the address)."""
+
+    type: Literal["seat.tool_call"] = "seat.tool_call"
+    seat: int
+    call_id: str
+    name: str
+    detail: str
+
+
+class SeatToolResult(BaseModel):
+    type: Literal["seat.tool_result"] = "seat.tool_result"
+    seat: int
+    call_id: str
+    name: str
+    ok: bool
+    detail: str
+    sources: list[Source] = Field(default_factory=list)
+
+
 class SeatDone(BaseModel):
     type: Literal["seat.done"] = "seat.done"
     seat: int
@@ -151,6 +180,7 @@ class SeatDone(BaseModel):
     content: str
     usage: Usage
     timings: Timings
+    sources: list[Source] = Field(default_factory=list)
 
 
 class SeatFailed(BaseModel):
@@ -164,6 +194,7 @@ class SeatFailed(BaseModel):
     partial_text: str = ""
     usage: Usage = Field(default_factory=Usage)
     timings: Timings = Field(default_factory=Timings)
+    sources: list[Source] = Field(default_factory=list)
 
 
 class AnalysisStarted(BaseModel):
@@ -233,6 +264,8 @@ FusionEvent = Annotated[
     | SeatStarted
     | SeatDelta
     | SeatReasoningDelta
+    | SeatToolCall
+    | SeatToolResult
     | SeatDone
     | SeatFailed
     | AnalysisStarted

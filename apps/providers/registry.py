@@ -121,6 +121,13 @@ class Gateway:
     def is_demo(self, model: str) -> bool:
         return model.startswith(f"{DEMO}/")
 
+    def supports_tools(self, model: str) -> bool:
+        if self.is_demo(model):
+            return False
+        info = self.model_info(model)
+        # Unknown models are given the benefit of the doubt: most chat models take tools.
+        return info is None or not info.supported_parameters or "tools" in info.supported_parameters
+
     def model_info(self, model: str) -> ModelInfo | None:
         """What the catalog knows of ``model`` (never waits on the network: the cached or shipped catalog)."""
         return cached_catalog(self.config.catalog).get(model)

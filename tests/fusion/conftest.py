@@ -18,6 +18,7 @@ from apps.providers.base import (
     ReasoningDelta,
     StreamChunk,
     TextDelta,
+    ToolCallDelta,
     UnknownModelError,
     Usage,
     UsageReport,
@@ -42,6 +43,8 @@ class Script:
     # Raised after the chunks.
     error: Exception | None = None
     usage: Usage | None = field(default_factory=lambda: Usage(prompt_tokens=10, completion_tokens=5))
+    # Tool calls after the chunks, as (name, JSON arguments); the reply then finishes with "tool_calls".
+    tool_calls: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -103,9 +106,13 @@ class FakeClient:
                 await script.gate.wait()
             if script.error is not None:
                 raise script.error
+            for index, (name, arguments) in enumerate(script.tool_calls):
+                half = len(arguments) // 2
+                yield ToolCallDelta(index=index, id=f"call-{index}", name=name, arguments=arguments[:half])
+                yield ToolCallDelta(index=index, arguments=arguments[half:])
             if script.usage is not None:
                 yield UsageReport(usage=script.usage)
-            yield Finish(reason="stop", model=request.model)
+            yield Finish(reason="tool_calls" if script.tool_calls else "stop", model=request.model)
         except asyncio.CancelledError:
             call.cancelled = True
             raise
@@ -137,6 +144,9 @@ class FakeGateway:
 
     def is_demo(self, model: str) -> bool:
         return self.demo
+
+    def supports_tools(self, model: str) -> bool:
+        return not self.demo
 
 
 def fusion_request(
