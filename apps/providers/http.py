@@ -11,6 +11,7 @@ import asyncio
 import ssl
 import threading
 import weakref
+from collections.abc import AsyncIterator
 
 import httpx
 
@@ -20,6 +21,71 @@ from apps.providers.netstream import AsyncioBackend
 MAX_CONNECTIONS = 1024
 MAX_KEEPALIVE_CONNECTIONS = 256
 KEEPALIVE_EXPIRY_S = 30.0
+# httpcore's pool looks at every connection it holds each time a request starts or a response closes, so
+# its cost per request grows with the number of open streams. Requests are spread over this many pools.
+POOL_SHARDS = 16
+
+
+class ShardedTransport(httpx.AsyncBaseTransport):
+    """``POOL_SHARDS`` connection pools; a request goes to the one with the fewest responses open.
+
+    At low concurrency that is always the first pool, so keep-alive connections are reused as with one
+    pool; under load the open streams spread evenly, each pool holding a fraction of them. Each shard may
+    open up to ``MAX_CONNECTIONS`` (a request must never wait for a connection because its shard is full
+    while others are idle); idle connections kept alive are shared out.
+    """
+
+    def __init__(self, *, verify: ssl.SSLContext, shards: int = POOL_SHARDS) -> None:
+        self._shards = []
+        for _ in range(shards):
+            transport = httpx.AsyncHTTPTransport(
+                verify=verify,
+                limits=httpx.Limits(
+                    max_connections=MAX_CONNECTIONS,
+                    max_keepalive_connections=max(1, MAX_KEEPALIVE_CONNECTIONS // shards),
+                    keepalive_expiry=KEEPALIVE_EXPIRY_S,
+                ),
+            )
+            # Socket reads through plain asyncio rather than anyio: see ``netstream``. httpx takes no
+            # backend argument, so it is set on the pool it built.
+            transport._pool._network_backend = AsyncioBackend()
+            self._shards.append(transport)
+        self._open = [0] * shards
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        index = min(range(len(self._open)), key=self._open.__getitem__)
+        self._open[index] += 1
+        try:
+            response = await self._shards[index].handle_async_request(request)
+        except BaseException:
+            self._open[index] -= 1
+            raise
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        response.stream = _Counted(response.stream, self._open, index)
+        return response
+
+    async def aclose(self) -> None:
+        for transport in self._shards:
+            await transport.aclose()
+
+
+class _Counted(httpx.AsyncByteStream):
+    """A response body that tells its shard's count when it is closed (once)."""
+
+    def __init__(self, stream: httpx.AsyncByteStream, counts: list[int], index: int) -> None:
+        self._stream, self._counts, self._index = stream, counts, index
+        self._closed = False
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        # The body's own iterator, not a generator around it: no extra step per chunk.
+        return self._stream.__aiter__()
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._counts[self._index] -= 1
+        await self._stream.aclose()
+
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
     weakref.WeakKeyDictionary()
@@ -58,20 +124,9 @@ def shared_client() -> httpx.AsyncClient:
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None or client.is_closed:
-        transport = httpx.AsyncHTTPTransport(
-            verify=_tls(),
-            limits=httpx.Limits(
-                max_connections=MAX_CONNECTIONS,
-                max_keepalive_connections=MAX_KEEPALIVE_CONNECTIONS,
-                keepalive_expiry=KEEPALIVE_EXPIRY_S,
-            ),
-        )
-        # Socket reads through plain asyncio rather than anyio: see ``netstream``. httpx takes no backend
-        # argument, so it is set on the pool it built.
-        transport._pool._network_backend = AsyncioBackend()
         client = httpx.AsyncClient(
             timeout=client_timeout(),
-            transport=transport,
+            transport=ShardedTransport(verify=_tls()),
             follow_redirects=False,
             headers={"User-Agent": "FusionRoom/0.1"},
         )

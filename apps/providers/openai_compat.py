@@ -10,6 +10,7 @@ call, retries and waits included. No Django here: the registry passes the config
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -42,6 +43,10 @@ from apps.providers.sse import SSEDecoder
 logger = logging.getLogger(__name__)
 
 MAX_ERROR_BODY = 64 * 1024
+# After ``[DONE]`` the body's last bytes (the end of its chunked encoding) are read for at most this long,
+# so the connection goes back to the pool for the next call instead of being closed.
+DRAIN_SECONDS = 0.1
+DRAIN_BYTES = 64 * 1024
 
 
 class _KnowsStructuredOutput(Protocol):
@@ -260,9 +265,23 @@ class OpenAICompatClient:
                 for data in decoder.feed_bytes(block):
                     for chunk in self._parse(data, progress):
                         yield chunk
+            if decoder.done:
+                await self._rest_drain(blocks)
         if not decoder.done and progress.finish_reason is None:
             raise self._error("the connection closed before the answer was complete", retryable=True)
         yield Finish(reason=progress.finish_reason, model=progress.model)
+
+    @staticmethod
+    async def _rest_drain(blocks: AsyncIterator[bytes]) -> None:
+        """Read the little that follows ``[DONE]``: a response read to its end keeps its connection alive
+        (closing one mid-body closes the connection, and the next call pays a new TCP and TLS handshake)."""
+        read = 0
+        with contextlib.suppress(httpx.HTTPError, TimeoutError):
+            async with asyncio.timeout(DRAIN_SECONDS):
+                async for block in blocks:
+                    read += len(block)
+                    if read > DRAIN_BYTES:
+                        return
 
     def _parse(self, data: str | bytes, progress: _Progress) -> list[StreamChunk]:
         try:
