@@ -179,6 +179,14 @@ PROVIDER_MAX_RETRIES = env_int("PROVIDER_MAX_RETRIES", 3, minimum=0)
 DEMO_MODEL_DELAY = env_float("DEMO_MODEL_DELAY", 0.02, minimum=0.0)
 CATALOG_CACHE_SECONDS = env_int("CATALOG_CACHE_SECONDS", 3600, minimum=0)
 
+# --- Web tools for panel models ----------------------------------------------------------------------
+# web_fetch reads public pages only (see apps/webtools/guard.py); web_search needs a SearXNG-compatible
+# service (GET <url>/search?q=...&format=json), e.g. a self-hosted SearXNG with the json format enabled.
+WEB_FETCH = env_bool("WEB_FETCH", True)
+WEB_SEARCH_URL = env_str("WEB_SEARCH_URL").rstrip("/")
+WEB_FETCH_MAX_BYTES = env_int("WEB_FETCH_MAX_BYTES", 2_000_000, minimum=1024)
+WEB_FETCH_TIMEOUT = env_float("WEB_FETCH_TIMEOUT", 15.0, minimum=0.5)
+
 # --- Chatroom runs ----------------------------------------------------------------------------------
 # How often a running turn's text is written to the database, how often its heartbeat is refreshed, and
 # after how long without one a "running" turn is taken for the leftover of a dead process (interrupted).

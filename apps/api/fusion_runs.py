@@ -15,13 +15,14 @@ from channels.db import database_sync_to_async
 
 from apps.api.calls import ApiEvent, FinishOut, ProgressOut, TextOut, conversation_parts
 from apps.api.errors import ApiError
-from apps.api.schemas import FailedModel, FusionResult, PanelResponse
+from apps.api.schemas import FailedModel, FusionResult, PanelResponse, Source
 from apps.chat.recorder import TurnRecorder
 from apps.chat.services import ChatError, conversation_create, fusion_request_for, turn_create
 from apps.fusion import schemas as ev
-from apps.fusion.engine import run_fusion, totals_build
+from apps.fusion.engine import run_fusion, sources_unique, totals_build
 from apps.fusion.schemas import FusionRequest, PriorTurn
 from apps.providers.base import ModelGateway, Usage
+from apps.webtools.toolbox import toolbox_from_settings
 
 if TYPE_CHECKING:
     from apps.api.services import PanelChoice, Plan, User
@@ -33,6 +34,7 @@ class FusionFold:
     def __init__(self, *, gateway: ModelGateway, choice: PanelChoice) -> None:
         self.choice = choice
         self.responses: dict[int, PanelResponse] = {}
+        self.sources: list[ev.Source] = []
         self.failed: dict[int, FailedModel] = {}
         self.steps: list[ev.StepStats] = []
         self.analysis: dict[str, Any] | None = None
@@ -49,8 +51,10 @@ class FusionFold:
         judge = self.choice.snapshot["judge"]
         if isinstance(event, ev.SeatDone):
             self.responses[event.seat] = PanelResponse(model=event.model, content=event.content)
+            self.sources.extend(event.sources)
             self._step("seat", event.model, "done", event.usage, event.timings, seat=event.seat)
         elif isinstance(event, ev.SeatFailed):
+            self.sources.extend(event.sources)
             self.failed[event.seat] = FailedModel(
                 model=event.model, error=event.error, status_code=event.status_code
             )
@@ -95,6 +99,17 @@ class FusionFold:
                 "reason": event.reason,
                 "error": event.error,
                 "status_code": event.status_code,
+            }
+        if isinstance(event, ev.SeatToolCall):
+            return {"type": "seat.tool_call", "seat": event.seat, "tool": event.name, "detail": event.detail}
+        if isinstance(event, ev.SeatToolResult):
+            return {
+                "type": "seat.tool_result",
+                "seat": event.seat,
+                "tool": event.name,
+                "ok": event.ok,
+                "detail": event.detail,
+                "sources": [source.model_dump() for source in event.sources],
             }
         if isinstance(event, ev.AnalysisStarted):
             return {"type": "analysis.started", "model": event.model}
@@ -141,6 +156,7 @@ class FusionFold:
             analysis_error=self.analysis_error,
             responses=[self.responses[seat] for seat in sorted(self.responses)],
             failed_models=failed,
+            sources=[Source(url=s.url, title=s.title) for s in sources_unique(self.sources)],
             **extras,
         )
 
@@ -264,7 +280,8 @@ async def fusion_model_run(*, user: User, plan: Plan, gateway: ModelGateway) -> 
     fold, recorder, request = await fusion_start(
         user=user, choice=plan.choice, gateway=gateway, prompt=prompt, history=history, system=system
     )
-    async with recording(recorder, run_fusion(request, gateway=gateway)) as events:
+    engine = run_fusion(request, gateway=gateway, toolbox=toolbox_from_settings())
+    async with recording(recorder, engine) as events:
         async for event in events:
             fold.apply(event)
             payload = fold.progress(event)

@@ -145,6 +145,8 @@ class FusionPlugin(BaseModel):
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tool_calls: int | None = Field(default=None, ge=1, le=16)
     max_completion_tokens: int | None = Field(default=None, ge=1, le=200_000)
+    # The panel's inner tools: ``[]`` turns the web tools off; absent or non-empty leaves them on.
+    tools: list[dict[str, Any]] | None = Field(default=None, max_length=8)
 
     @field_validator("analysis_models")
     @classmethod

@@ -34,6 +34,7 @@ from apps.fusion import schemas as ev
 from apps.fusion.calls import usage_priced
 from apps.fusion.engine import run_fusion, totals_build
 from apps.providers.base import ChatMessage, CompletionRequest, ModelGateway, Usage
+from apps.webtools.toolbox import toolbox_from_settings
 
 if TYPE_CHECKING:
     from apps.api.services import Plan, User
@@ -257,7 +258,8 @@ async def _tool_fusion(
         session.add_tool_result(call.call_id, session.result.for_model())
 
     async def source() -> AsyncIterator[Any]:
-        async with closing(run_fusion(request, gateway=session.gateway)) as engine:
+        toolbox = toolbox_from_settings()
+        async with closing(run_fusion(request, gateway=session.gateway, toolbox=toolbox)) as engine:
             async for event in engine:
                 fold.apply(event)
                 yield event

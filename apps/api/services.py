@@ -153,6 +153,8 @@ def panel_choose(*, user: User, slug: str | None, plugin: FusionPlugin | None) -
         value = getattr(plugin, key)
         if value is not None:
             options[key] = value
+    if plugin.tools is not None:
+        options["web_tools"] = bool(plugin.tools)
     snapshot["options"] = options
     if changed:
         # No saved panel is what ran: the turn keeps the frozen copy only.

@@ -108,6 +108,8 @@ class PanelAnswer(models.Model):
     ttft_ms = models.FloatField(null=True, blank=True)
     duration_ms = models.FloatField(null=True, blank=True)
     sources = models.JSONField(default=list, blank=True)
+    # Web tool calls the seat made, in order: [{"id", "name", "detail", "status", "result"}].
+    tool_calls = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["turn_id", "seat"]

@@ -281,6 +281,9 @@ class TurnRecorder:
         fragments = [rendering.progress_html(state)]
         if isinstance(event, ev.SeatStarted | ev.SeatDone | ev.SeatFailed):
             fragments.append(rendering.column_html(state, state.seat(event.seat)))
+        elif isinstance(event, ev.SeatToolCall | ev.SeatToolResult):
+            # Only the tool list: re-rendering the column would race the text streaming into it.
+            fragments.append(rendering.tools_html(state, state.seat(event.seat)))
         elif isinstance(event, ev.AnalysisStarted | ev.AnalysisDone | ev.AnalysisFailed):
             fragments.append(rendering.analysis_html(state))
         elif isinstance(event, ev.FinalStarted | ev.FinalDone):
@@ -407,6 +410,8 @@ class TurnRecorder:
                     "cost": seat.cost,
                     "ttft_ms": seat.ttft_ms,
                     "duration_ms": seat.duration_ms,
+                    "tool_calls": [dict(call) for call in seat.tools],
+                    "sources": [dict(source) for source in seat.sources],
                 }
         return fields, answers
 

@@ -27,6 +27,10 @@ def column_html(state: TurnState, seat: SeatState) -> str:
     return _render("_column.html", turn=state, seat=seat)
 
 
+def tools_html(state: TurnState, seat: SeatState) -> str:
+    return _render("_tools.html", turn=state, seat=seat)
+
+
 def analysis_html(state: TurnState) -> str:
     return _render("_analysis.html", turn=state)
 

@@ -47,10 +47,12 @@ def run_task(turn_id: int) -> asyncio.Task[None] | None:
 async def _run(recorder: TurnRecorder, request: FusionRequest) -> None:
     from apps.fusion.engine import run_fusion
     from apps.providers.registry import gateway_from_settings
+    from apps.webtools.toolbox import toolbox_from_settings
 
     try:
         gateway = gateway_from_settings()
-        async for _event in recorder.record(run_fusion(request, gateway=gateway)):
+        events = run_fusion(request, gateway=gateway, toolbox=toolbox_from_settings())
+        async for _event in recorder.record(events):
             pass
     except asyncio.CancelledError:
         # The server is shutting down: close() marks the turn interrupted, keeping what was flushed.

@@ -86,6 +86,10 @@ class SeatState:
     cost: float | None = None
     ttft_ms: float | None = None
     duration_ms: float | None = None
+    # Web tool calls in order: {"id", "name", "detail", "status": running|ok|failed|stopped, "result"}.
+    tools: list[dict[str, str]] = field(default_factory=list)
+    # Pages the seat found or read: {"url", "title"}, one per URL, http(s) only.
+    sources: list[dict[str, str]] = field(default_factory=list)
     dirty: bool = False
     _html: SafeString | None = None
 
@@ -119,6 +123,14 @@ class SeatState:
     @property
     def cost_label(self) -> str:
         return format_cost(self.cost)
+
+    def sources_add(self, sources: list[ev.Source]) -> None:
+        known = {source["url"] for source in self.sources}
+        for source in sources:
+            # Links are rendered into the page: only web addresses, never javascript: or data:.
+            if source.url not in known and source.url.lower().startswith(("https://", "http://")):
+                known.add(source.url)
+                self.sources.append({"url": source.url, "title": source.title})
 
 
 @dataclass
@@ -263,6 +275,18 @@ class TurnState:
             seat = self.seat(event.seat)
             seat.status = "streaming"
             seat.dirty = True
+        elif isinstance(event, ev.SeatToolCall):
+            seat = self.seat(event.seat)
+            call = {"id": event.call_id, "name": event.name, "detail": event.detail}
+            seat.tools.append({**call, "status": "running", "result": ""})
+            seat.dirty = True
+        elif isinstance(event, ev.SeatToolResult):
+            seat = self.seat(event.seat)
+            for call in seat.tools:
+                if call["id"] == event.call_id:
+                    call.update(status="ok" if event.ok else "failed", result=event.detail)
+            seat.sources_add(event.sources)
+            seat.dirty = True
         elif isinstance(event, ev.SeatDone):
             self._seat_done(event)
         elif isinstance(event, ev.SeatFailed):
@@ -309,6 +333,10 @@ class TurnState:
             if not seat.finished:
                 seat.status = "cancelled"
                 seat.dirty = True
+            for call in seat.tools:
+                if call["status"] == "running":
+                    call["status"] = "stopped"
+                    seat.dirty = True
         self.dirty = True
 
     def _seat_done(self, event: ev.SeatDone) -> None:
@@ -316,6 +344,7 @@ class TurnState:
         if event.content != seat.buffer.text:
             seat.buffer.replace(event.content)
         seat.status = "done"
+        seat.sources_add(event.sources)
         self._seat_figures(seat, event.usage, event.timings)
         seat._html = None
 
@@ -326,6 +355,7 @@ class TurnState:
         seat.status = "missing" if event.reason == "missing" else "failed"
         seat.error = event.error
         seat.status_code = event.status_code
+        seat.sources_add(event.sources)
         self._seat_figures(seat, event.usage, event.timings)
 
     @staticmethod
@@ -374,6 +404,8 @@ def turn_state_from_db(turn: Turn, answers: list[PanelAnswer] | None = None) -> 
                 cost=answer.cost,
                 ttft_ms=answer.ttft_ms,
                 duration_ms=answer.duration_ms,
+                tools=[dict(call) for call in answer.tool_calls or [] if isinstance(call, dict)],
+                sources=[dict(source) for source in answer.sources or [] if isinstance(source, dict)],
             )
         )
     return TurnState(

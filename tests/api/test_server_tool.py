@@ -79,11 +79,12 @@ async def test_the_outer_model_calls_fusion_and_answers_from_its_result(
     assert set(result) == {"status", "analysis", "responses", "failed_models", "sources"}
     assert result["status"] == "ok" and result["failed_models"] == [] and result["sources"] == []
     assert set(result["analysis"]) >= {"consensus", "contradictions", "blind_spots"}
-    # The panel got the outer model's prompt and no fusion tool; no writer ran (the outer model writes).
+    # The panel got the outer model's prompt and its web tools, never the fusion tool (one level deep); no
+    # writer ran (the outer model writes).
     for seat in ("vendor/a", "vendor/b"):
         (request,) = upstream.requests_for(seat)
         assert request.body["messages"][-1] == {"role": "user", "content": "Compare A and B"}
-        assert "tools" not in request.body
+        assert [tool["function"]["name"] for tool in request.body["tools"]] == ["web_fetch"]
     assert len(upstream.requests_for("vendor/judge")) == 1
     assert len(upstream.completions()) == 5  # outer, two seats, judge, outer
 

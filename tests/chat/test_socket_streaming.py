@@ -191,7 +191,7 @@ async def test_the_recorder_flushes_text_while_the_run_is_going(room: Room, sett
 async def test_a_run_that_raises_marks_its_turn_interrupted(room: Room, monkeypatch: Any) -> None:
     import apps.fusion.engine
 
-    async def broken(request: Any, *, gateway: Any) -> Any:
+    async def broken(request: Any, *, gateway: Any, toolbox: Any = None) -> Any:
         yield apps.fusion.engine.RunStarted(seats=request.seats, judge=request.judge, writer=request.writer)
         raise RuntimeError("boom")
 

@@ -39,6 +39,7 @@ from apps.fusion.schemas import (
 from apps.panels.models import Panel
 from apps.panels.presets import PRESETS
 from apps.providers.base import ModelGateway
+from apps.webtools.toolbox import toolbox_from_settings
 
 # A seat's line longer than this is printed in pieces, so a model that never sends a newline still shows.
 LINE_LIMIT = 160
@@ -333,7 +334,7 @@ async def _fuse(*, request: FusionRequest, gateway: ModelGateway, renderer: Term
     from apps.providers.http import shared_client_close
 
     try:
-        async for event in run_fusion(request, gateway=gateway):
+        async for event in run_fusion(request, gateway=gateway, toolbox=toolbox_from_settings()):
             renderer.render(event)
     finally:
         await shared_client_close()
