@@ -39,6 +39,8 @@ class BuilderInput:
     judge: str = ""
     writer: str = ""
     options: dict[str, str] = field(default_factory=dict)
+    # Offer panel models the server's web tools (a checkbox; on unless the person turned it off).
+    web_tools: bool = True
 
     def option(self, name: str) -> str:
         return self.options.get(name, "")
@@ -76,6 +78,8 @@ def builder_input_from_post(data: QueryDict) -> BuilderInput:
         judge=_clip(data.get("judge"), 200),
         writer=_clip(data.get("writer"), 200),
         options={name: _clip(data.get(name), 20) for name in OPTION_NAMES},
+        # An unticked checkbox is not posted: the hidden marker tells "unticked" from "not on this form".
+        web_tools=bool(data.get("web_tools")) or not data.get("web_tools_shown"),
     )
 
 
@@ -94,6 +98,7 @@ def builder_input_from_panel(panel: Panel, *, name: str | None = None) -> Builde
         judge=panel.judge_model,
         writer="" if panel.writer_model == panel.judge_model else panel.writer_model,
         options={name: _number_text(options.get(name)) for name in OPTION_NAMES},
+        web_tools=options.get("web_tools") is not False,
     )
 
 

@@ -253,7 +253,8 @@ def panel_card(panel: Panel) -> PanelCard:
         judge_name=model_label(panel.judge_model),
         writer=panel.writer_model,
         writer_name=model_label(panel.writer_model),
-        options=[(labels[key], str(value)) for key, value in panel.options.items() if key in labels],
+        options=[(labels[key], str(value)) for key, value in panel.options.items() if key in labels]
+        + ([("Web tools", "off")] if panel.options.get("web_tools") is False else []),
         status=panel_runnability(panel=panel),
     )
 

@@ -200,6 +200,8 @@ def _validated_options(data: BuilderInput, errors: dict[str, str]) -> dict[str, 
             errors.setdefault(str(error["loc"][0]), _message(error))
         return {}
     chosen = options.model_dump(include=set(given))
+    if not data.web_tools:
+        chosen["web_tools"] = False  # stored only when off: the default may change for every panel at once
     quorum = chosen.get("quorum")
     if quorum is not None and data.seats and quorum > len(data.seats):
         errors["quorum"] = f"The quorum cannot be more than the number of seats ({len(data.seats)})."

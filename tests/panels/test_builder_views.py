@@ -199,3 +199,34 @@ def test_search_offers_a_typed_model_id_of_a_configured_endpoint(alice_client: C
     assert 'data-model-id="vllm/llama3.2"' not in html
     html = alice_client.get(reverse("panels:search"), {"q": "ollama/"}).content.decode()
     assert 'data-model-id="ollama/"' not in html
+
+
+def test_web_tools_are_on_by_default_and_an_unticked_box_turns_them_off(
+    alice_client: Client, alice: Any
+) -> None:
+    html = alice_client.get(reverse("panels:new")).content.decode()
+    assert re.search(r'id="option-web_tools"[^>]*checked', html)
+    alice_client.post(reverse("panels:new"), _form(save="1", web_tools_shown="1", web_tools="1"))
+    assert "web_tools" not in Panel.objects.get(owner=alice, name="Trio").options
+
+    alice_client.post(reverse("panels:new"), _form(save="1", name="Offline", web_tools_shown="1"))
+    panel = Panel.objects.get(owner=alice, name="Offline")
+    assert panel.options == {"web_tools": False}
+    edit = alice_client.get(reverse("panels:edit", args=[panel.pk])).content.decode()
+    assert re.search(r'id="option-web_tools"[^>]*>', edit)
+    assert not re.search(r'id="option-web_tools"[^>]*checked', edit)
+    detail = alice_client.get(reverse("panels:detail", args=[panel.pk])).content.decode()
+    assert re.search(r"<dt>Web tools</dt><dd>off</dd>", detail)
+
+
+def test_a_seat_edit_keeps_the_web_tools_box_as_it_was(alice_client: Client) -> None:
+    def box(**changes: Any) -> str:
+        html = alice_client.post(
+            reverse("panels:new"), _form(add_model="demo/cedar", **changes)
+        ).content.decode()
+        found = re.search(r'<input id="option-web_tools"[^>]*>', html)
+        assert found is not None
+        return found.group()
+
+    assert "checked" not in box(web_tools_shown="1")
+    assert "checked" in box(web_tools_shown="1", web_tools="1")

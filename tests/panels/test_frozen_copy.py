@@ -58,3 +58,17 @@ def test_deleting_a_panel_keeps_the_turns_copy(alice: Any) -> None:
     assert turn.panel_id is None
     assert turn.panel_snapshot["judge"] == "demo/judge"
     assert len(turn.panel_snapshot["seats"]) == 2
+
+
+def test_a_panel_with_web_tools_off_runs_with_web_tools_off(alice: Any) -> None:
+    from apps.chat.services import fusion_request_for
+
+    on = panel_save(
+        owner=alice, data=BuilderInput(name="On", seats=(SeatInput("demo/atlas"),), judge="demo/judge")
+    )
+    off = panel_save(
+        owner=alice,
+        data=BuilderInput(name="Off", seats=(SeatInput("demo/atlas"),), judge="demo/judge", web_tools=False),
+    )
+    assert fusion_request_for(turn=_turn_with(on, alice)).options.web_tools is True
+    assert fusion_request_for(turn=_turn_with(off, alice)).options.web_tools is False
