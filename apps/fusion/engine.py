@@ -341,7 +341,9 @@ async def _seat_run(
 
 @dataclass(frozen=True)
 class _ToolCall:
-    id: str
+    id: str  # the model's id for the call, on the wire
+    # Ours, unique within the seat for its events: models may reuse ids from one reply to the next.
+    key: str
     name: str
     arguments: str
 
@@ -357,8 +359,8 @@ def _tool_calls_take(progress: CallProgress, *, seat: int, limit: int, first: in
     """The calls of the reply just streamed, at most ``limit``; calls without an id get one of ours."""
     calls = []
     for position, (_index, raw) in enumerate(sorted(progress.tool_calls.items())[:limit]):
-        call_id = raw["id"] or f"call_{seat}_{first + position}"
-        calls.append(_ToolCall(id=call_id, name=raw["name"], arguments=raw["arguments"]))
+        key = f"call_{seat}_{first + position}"
+        calls.append(_ToolCall(id=raw["id"] or key, key=key, name=raw["name"], arguments=raw["arguments"]))
     return calls
 
 
@@ -369,12 +371,12 @@ async def _tools_run(
 
     async def one(call: _ToolCall) -> ToolOutcome:
         detail = toolbox.describe(call.name, call.arguments)
-        queue.put_nowait(SeatToolCall(seat=seat, call_id=call.id, name=call.name, detail=detail))
+        queue.put_nowait(SeatToolCall(seat=seat, call_id=call.key, name=call.name, detail=detail))
         outcome = await toolbox.run(call.name, call.arguments)
         queue.put_nowait(
             SeatToolResult(
                 seat=seat,
-                call_id=call.id,
+                call_id=call.key,
                 name=call.name,
                 ok=outcome.ok,
                 detail=outcome.detail,

@@ -158,7 +158,7 @@ class SeatToolCall(BaseModel):
 
     type: Literal["seat.tool_call"] = "seat.tool_call"
     seat: int
-    call_id: str
+    call_id: str  # unique within the seat (not the model's own id, which a model may reuse)
     name: str
     detail: str
 

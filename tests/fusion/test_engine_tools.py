@@ -193,3 +193,25 @@ async def test_a_deadline_during_a_tool_call_cancels_it_and_keeps_what_the_seat_
     failed = next(event for event in of_type(events, SeatFailed) if event.seat == 1)
     assert failed.reason == "missing" and failed.partial_text == "Let me check."
     assert events[-1].type == "run.done"
+
+
+async def test_each_call_has_its_own_id_in_the_events_even_when_the_model_reuses_one(
+    fake: FakeClient, gateway: FakeGateway
+) -> None:
+    # The fake names every call "call-0", reply after reply.
+    fake.script(
+        "fake/a",
+        Script(chunks=[], tool_calls=[("web_search", json.dumps({"query": "x"}))]),
+        Script(chunks=[], tool_calls=[FETCH]),
+        Script(chunks=["Done."]),
+    )
+
+    events = await events_collect(run_fusion(fusion_request(), gateway=gateway, toolbox=FakeToolbox()))
+
+    calls = of_type(events, SeatToolCall)
+    assert [call.name for call in calls] == ["web_search", "web_fetch"]
+    assert len({call.call_id for call in calls}) == 2
+    assert [result.call_id for result in of_type(events, SeatToolResult)] == [call.call_id for call in calls]
+    # On the wire each tool message answers the model's own id.
+    last = fake.calls_for("fake/a")[2].request.messages
+    assert [m.tool_call_id for m in last if m.role == "tool"] == ["call-0", "call-0"]
