@@ -8,7 +8,7 @@ from django.http import HttpRequest
 from apps.accounts.api_keys import api_key_authenticate
 from apps.accounts.models import ApiKey
 from apps.api.errors import ApiError
-from apps.api.ratelimit import limiter
+from apps.api.ratelimit import limiter_for
 
 
 async def api_key_from(request: HttpRequest) -> ApiKey:
@@ -28,10 +28,10 @@ async def api_key_from(request: HttpRequest) -> ApiKey:
     return key
 
 
-def rate_check(key: ApiKey) -> None:
+async def rate_check(key: ApiKey) -> None:
     """Count this request against the key's limit; ``ApiError`` 429 with Retry-After once it is spent."""
     limit = settings.API_RATE_LIMIT_PER_MINUTE
-    decision = limiter.hit(key.prefix, limit=limit)
+    decision = await limiter_for(settings.REDIS_URL).acheck(key.prefix, limit=limit)
     if not decision.allowed:
         raise ApiError(
             429,

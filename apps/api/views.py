@@ -55,7 +55,7 @@ async def _caller(request: HttpRequest, method: str) -> ApiKey:
     if request.method != method:
         raise ApiError(405, f"Use {method} for this endpoint.", code="method_not_allowed")
     key = await api_key_from(request)
-    rate_check(key)
+    await rate_check(key)
     return key
 
 

@@ -20,7 +20,7 @@ from django.contrib.auth.models import User
 from openai import AsyncOpenAI, OpenAI
 
 from apps.accounts.api_keys import api_key_create
-from apps.api.ratelimit import limiter
+from apps.api.ratelimit import _shared, limiter
 from apps.providers.registry import reset_gateway
 from tests.fakes.upstream import FakeUpstream
 from tests.live_server import LiveServer, live_server_session, live_server_start
@@ -42,6 +42,14 @@ def _fresh_limits_and_gateway() -> Iterator[None]:
     yield
     limiter.reset()
     reset_gateway()
+
+
+@pytest.fixture(autouse=True)
+async def _shared_limiter_closed() -> AsyncIterator[None]:
+    """With REDIS_URL set the API counts in Redis, over a client of the test's own loop: close it after."""
+    yield
+    for shared in _shared.values():
+        await shared.aclose()
 
 
 @pytest.fixture
