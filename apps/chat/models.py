@@ -99,6 +99,8 @@ class PanelAnswer(models.Model):
     seat = models.PositiveSmallIntegerField()
     model_id = models.CharField(max_length=200)
     content = models.TextField(blank=True)
+    # A reasoning model's streamed reasoning (shown folded in its column; not part of its answer).
+    reasoning = models.TextField(blank=True)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.WAITING)
     error = models.TextField(blank=True)
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)

@@ -125,7 +125,7 @@ class TurnRecorder:
                     items.append(queue.get_nowait())
                 deltas: list[Any] = []
                 for item in items:
-                    if getattr(item, "type", None) in ("seat.delta", "final.delta"):
+                    if getattr(item, "type", None) in ("seat.delta", "final.delta", "seat.reasoning"):
                         deltas.append(item)
                         continue
                     if deltas:
@@ -228,30 +228,37 @@ class TurnRecorder:
         queue.put_nowait(_END)
 
     async def _apply_deltas(self, events: list[Any]) -> None:
-        """Append text deltas; consecutive ones for the same column go out as one frame."""
+        """Append text and reasoning deltas; consecutive ones for the same column go out as one frame."""
         state = self.state
-        merged: dict[int, tuple[int, list[str]]] = {}  # seat number (0: the fused answer) -> offset, texts
+        # (seat number, 0 for the fused answer; reasoning?) -> offset, texts
+        merged: dict[tuple[int, bool], tuple[int, list[str]]] = {}
         async with self._lock:
             for event in events:
                 if event.type == "seat.delta":
                     seat = state.seat(event.seat)
                     offset = seat.buffer.append(event.text)
                     seat.dirty = True
-                    key = event.seat
+                    key = (event.seat, False)
+                elif event.type == "seat.reasoning":
+                    # Reasoning comes without offsets: the recorder's own count is what the page checks.
+                    seat = state.seat(event.seat)
+                    offset = seat.reasoning.append(event.text)
+                    seat.dirty = True
+                    key = (event.seat, True)
                 else:
                     offset = state.final.append(event.text)
                     state.dirty = True
-                    key = 0
+                    key = (0, False)
                 if key in merged:
                     merged[key][1].append(event.text)
                 else:
                     merged[key] = (offset, [event.text])
             frames = []
-            for key, (offset, texts) in merged.items():
+            for (number, reasoning), (offset, texts) in merged.items():
                 text = "".join(texts)
-                if key:
+                if number:
                     frame = rendering.seat_delta_frame(
-                        turn_id=self.turn_id, seat=key, offset=offset, text=text
+                        turn_id=self.turn_id, seat=number, offset=offset, text=text, reasoning=reasoning
                     )
                 else:
                     frame = rendering.final_delta_frame(turn_id=self.turn_id, offset=offset, text=text)
@@ -261,10 +268,7 @@ class TurnRecorder:
 
     async def _apply(self, event: Any, *, status: str | None = None) -> None:
         state = self.state
-        kind = event.type
         async with self._lock:
-            if kind == "seat.reasoning":
-                return
             state.apply(event)
             if status is not None:
                 state.status = status
@@ -410,6 +414,7 @@ class TurnRecorder:
                     "cost": seat.cost,
                     "ttft_ms": seat.ttft_ms,
                     "duration_ms": seat.duration_ms,
+                    "reasoning": seat.reasoning.text,
                     "tool_calls": [dict(call) for call in seat.tools],
                     "sources": [dict(source) for source in seat.sources],
                 }

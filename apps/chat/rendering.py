@@ -51,8 +51,11 @@ def frame(payload: dict[str, Any]) -> str:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
 
 
-def seat_delta_frame(*, turn_id: int, seat: int, offset: int, text: str) -> str:
-    return frame({"type": "delta", "turn": turn_id, "seat": seat, "offset": offset, "text": text})
+def seat_delta_frame(*, turn_id: int, seat: int, offset: int, text: str, reasoning: bool = False) -> str:
+    payload: dict[str, Any] = {"type": "delta", "turn": turn_id, "seat": seat, "offset": offset, "text": text}
+    if reasoning:
+        payload["reasoning"] = True
+    return frame(payload)
 
 
 def final_delta_frame(*, turn_id: int, offset: int, text: str) -> str:

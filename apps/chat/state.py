@@ -79,6 +79,8 @@ class SeatState:
     is_demo: bool
     status: str = "waiting"
     buffer: TextBuffer = field(default_factory=TextBuffer)
+    # What a reasoning model streamed before (or while) answering: shown folded, never sent on to the judge.
+    reasoning: TextBuffer = field(default_factory=TextBuffer)
     error: str = ""
     status_code: int | None = None
     prompt_tokens: int = 0
@@ -397,6 +399,7 @@ def turn_state_from_db(turn: Turn, answers: list[PanelAnswer] | None = None) -> 
                 is_demo=bool(label.get("is_demo", answer.model_id.startswith("demo/"))),
                 status=answer.status,
                 buffer=TextBuffer(answer.content),
+                reasoning=TextBuffer(answer.reasoning),
                 error=answer.error,
                 status_code=answer.status_code,
                 prompt_tokens=answer.prompt_tokens,

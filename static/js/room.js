@@ -3,6 +3,7 @@
 // Frames from the server (JSON):
 //   {type: "hello", running: [turn ids]}            after connecting: turns to ask a snapshot of
 //   {type: "delta", turn, seat | final, offset, text} text appended as textContent, applied by offset
+//                                                    (with reasoning: true, to the seat's folded reasoning)
 //   {type: "html", turn, status, html}              server-rendered fragments swapped in by id
 //   {type: "snapshot", turn, status, html}          the whole turn as it is now (replaces or appends it)
 //   {type: "error", message}                        shown in the page
@@ -107,7 +108,12 @@
 
   function applyDelta(frame) {
     if (awaitingSnapshot.has(frame.turn)) return;
-    const id = frame.final ? `turn-${frame.turn}-final-text` : `turn-${frame.turn}-seat-${frame.seat}-text`;
+    const column = `turn-${frame.turn}-seat-${frame.seat}`;
+    const id = frame.final
+      ? `turn-${frame.turn}-final-text`
+      : frame.reasoning
+        ? `${column}-reasoning-text`
+        : `${column}-text`;
     const target = document.getElementById(id);
     if (!target) {
       resync(frame.turn);
@@ -124,6 +130,7 @@
     if (fresh.length === 0) return;
     target.appendChild(document.createTextNode(fresh.join("")));
     target.dataset.offset = String(have + fresh.length);
+    if (frame.reasoning) target.closest("details").hidden = false;
   }
 
   function resync(turnId) {

@@ -26,7 +26,10 @@ PASSWORD = "correct horse battery staple"
 
 @pytest.fixture(scope="module")
 def hostile_upstream() -> Iterator[str]:
-    upstream = FakeUpstream(scripts={"hostile": ModelScript(text=xss_document(), chunk_words=3)})
+    # The payloads come as the answer and as the model's reasoning (a folded block of its own), after a pause
+    # that lets the page connect first, so they arrive as live deltas.
+    script = ModelScript(text=xss_document(), chunk_words=3, reasoning=xss_document(), latency_s=1.0)
+    upstream = FakeUpstream(scripts={"hostile": script})
     base_url = upstream.start_in_thread()
     yield base_url
     upstream.stop()
@@ -88,6 +91,8 @@ def test_a_hostile_answer_streams_and_renders_as_inert_text(
     expect(hostile).to_have_attribute("data-status", "done")
     # The payloads arrived (as text), and none of them became an element.
     expect(hostile.locator(".column-body")).to_contain_text("alert(")
+    expect(hostile.locator(".reasoning")).to_be_visible()
+    expect(hostile.locator(".reasoning-text")).to_contain_text("alert(")
     expect(turn.locator("[data-section=final]")).to_contain_text("alert(")
     for selector in (
         "script",
@@ -100,9 +105,8 @@ def test_a_hostile_answer_streams_and_renders_as_inert_text(
         "[onload]",
         "[onclick]",
     ):
-        assert turn.locator(f".column-body {selector}, [data-section=final] {selector}").count() == 0, (
-            selector
-        )
+        where = f".column-body {selector}, .reasoning {selector}, [data-section=final] {selector}"
+        assert turn.locator(where).count() == 0, selector
     hrefs = turn.locator("a[href]").evaluate_all("links => links.map(a => a.getAttribute('href'))")
     assert all(href.startswith(("http://", "https://", "mailto:", "#", "/")) for href in hrefs), hrefs
     assert_nothing_ran(page, page_log)
