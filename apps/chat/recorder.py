@@ -40,6 +40,7 @@ from apps.chat import rendering
 from apps.chat.models import PanelAnswer, Turn
 from apps.chat.state import TERMINAL_STATUSES, TurnState, turn_state_initial
 from apps.fusion import schemas as ev
+from apps.fusion.engine import totals_build
 from apps.providers.base import Usage
 
 logger = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ class TurnRecorder:
         self._cancel_requested = False
         self._pump: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._started = time.monotonic()
+        self._started = time.perf_counter()
         self._last_write = 0.0
 
     # --- lifecycle ---------------------------------------------------------------------------------------
@@ -303,16 +304,18 @@ class TurnRecorder:
         )
 
     def _totals_so_far(self) -> ev.Totals:
+        """The figures of a run that stopped early: what finished as reported, what was cut off as unknown
+        (a model may have been working and billing), except for the demo models, which cost nothing."""
+        state = self.state
         steps = []
-        usage = Usage()
-        for seat in self.state.seats:
+        for seat in state.seats:
+            cost = seat.cost if seat.finished else (0.0 if seat.is_demo else None)
             seat_usage = Usage(
                 prompt_tokens=seat.prompt_tokens,
                 completion_tokens=seat.completion_tokens,
                 total_tokens=seat.prompt_tokens + seat.completion_tokens,
-                cost=seat.cost,
+                cost=cost,
             )
-            usage = usage + seat_usage
             steps.append(
                 ev.StepStats(
                     role="seat",
@@ -323,7 +326,14 @@ class TurnRecorder:
                     timings=ev.Timings(ttft_ms=seat.ttft_ms, duration_ms=seat.duration_ms),
                 )
             )
-        return ev.Totals(steps=steps, usage=usage, duration_ms=(time.monotonic() - self._started) * 1000)
+        if state.judge_step is not None:
+            steps.append(state.judge_step)
+        if state.final_started:
+            cost = 0.0 if state.writer.startswith("demo/") else None
+            steps.append(
+                ev.StepStats(role="writer", model=state.writer, status="cancelled", usage=Usage(cost=cost))
+            )
+        return totals_build(steps=steps, started=self._started)
 
     async def _broadcast(self, text: str) -> None:
         if self.layer is not None:

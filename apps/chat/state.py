@@ -151,6 +151,8 @@ class TurnState:
     analysis_raw: str = ""
     analysis_error: str = ""
     analysis_error_detail: str = ""
+    # The judge's figures once it answered (for the totals of a turn cancelled after the analysis).
+    judge_step: ev.StepStats | None = None
     final: TextBuffer = field(default_factory=TextBuffer)
     final_started: bool = False
     final_done: bool = False
@@ -298,10 +300,16 @@ class TurnState:
         elif isinstance(event, ev.AnalysisDone):
             self.analysis = event.analysis.model_dump()
             self.analysis_raw = event.raw
+            self.judge_step = ev.StepStats(
+                role="judge", model=self.judge, status="done", usage=event.usage, timings=event.timings
+            )
         elif isinstance(event, ev.AnalysisFailed):
             self.analysis_error = event.reason
             self.analysis_error_detail = event.detail
             self.analysis_raw = event.raw
+            self.judge_step = ev.StepStats(
+                role="judge", model=self.judge, status="failed", usage=event.usage, timings=event.timings
+            )
         elif isinstance(event, ev.FinalStarted):
             self.phase = "writing"
             self.final_started = True
