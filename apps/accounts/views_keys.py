@@ -8,9 +8,14 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
+from django_htmx.middleware import HtmxDetails
 
 from apps.accounts.api_keys import api_key_create, api_key_list_for, api_key_revoke
 from apps.accounts.models import ApiKey
+
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
 
 
 class ApiKeyForm(forms.Form):
@@ -19,7 +24,7 @@ class ApiKeyForm(forms.Form):
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def keys_page(request: HttpRequest) -> HttpResponse:
+def keys_page(request: HtmxHttpRequest) -> HttpResponse:
     new_key = ""
     status = 200
     if request.method == "POST":
@@ -29,7 +34,8 @@ def keys_page(request: HttpRequest) -> HttpResponse:
             form = ApiKeyForm()
             status = 201
         else:
-            status = 400
+            # htmx swaps only 2xx replies in; the form with its errors is what the person must see.
+            status = 200 if request.htmx else 400
     else:
         form = ApiKeyForm()
     # The new key is rendered into this one response and stored nowhere: a reload does not show it again.

@@ -114,6 +114,10 @@ def test_a_new_api_key_is_copied_with_its_button(new_page: PageFactory) -> None:
     page.get_by_role("button", name="Copy key").click()
     expect(page.locator("#new-key-copy-status")).to_have_text("Copied")
     assert page.evaluate("() => navigator.clipboard.readText()") == key
+    # The page itself was never posted: a reload is a plain GET, the key is gone and no second one is made.
+    page.reload()
+    expect(page.locator("#new-key")).to_have_count(0)
+    expect(page.locator("table.keys tbody tr")).to_have_count(1)
     new_page.log.assert_clean()
 
 
