@@ -14,6 +14,7 @@ SECTIONS: list[tuple[str, str]] = [
     ("engine", "bench.engine"),
     ("load", "bench.load"),
     ("floor", "bench.floor"),
+    ("markdown", "bench.markdown"),
 ]
 
 
