@@ -66,7 +66,6 @@ class SlidingWindowLimiter:
         for key in [k for k, hits in self._hits.items() if not hits or hits[-1] <= cutoff]:
             del self._hits[key]
 
-
     async def acheck(self, key: str, *, limit: int) -> RateDecision:
         return self.hit(key, limit=limit)
 
