@@ -7,9 +7,11 @@ from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.utils import timezone
 
 from apps.chat.models import PanelAnswer, Turn
 from apps.chat.runs import run_task
+from apps.chat.services import turns_reap_stale
 from tests.chat.conftest import Reassembler, Room, turn_ended, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -184,8 +186,23 @@ async def test_the_recorder_flushes_text_while_the_run_is_going(room: Room, sett
     await wait_for(some_text_saved)
     turn = await room.turn(turn_id)
     assert turn.worker and turn.heartbeat_at is not None
+    taken_at = turn.heartbeat_at
+
+    async def heartbeat_refreshed() -> bool:
+        beat = (await room.turn(turn_id)).heartbeat_at
+        return beat is not None and beat > taken_at
+
+    # Text-only ticks write the heartbeat with a plain statement: it must read back as a proper date, newer
+    # than the last one, and keep the turn from being taken for a dead process's leftover.
+    await wait_for(heartbeat_refreshed)
+    beat = (await room.turn(turn_id)).heartbeat_at
+    assert beat is not None and abs((timezone.now() - beat).total_seconds()) < 30
+    assert await sync_to_async(turns_reap_stale)(conversation_id=room.conversation.pk) == 0
     await socket.receive_until(turn_ended(turn_id))
     await socket.close()
+    finished = await room.turn(turn_id)
+    answers = await answers_of(turn_id)
+    assert finished.final_text and all(a.content for a in answers)
 
 
 async def test_a_run_that_raises_marks_its_turn_interrupted(room: Room, monkeypatch: Any) -> None:
