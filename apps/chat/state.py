@@ -225,6 +225,15 @@ class TurnState:
     def cost_label(self) -> str:
         return format_cost(self.cost)
 
+    @property
+    def sources(self) -> list[dict[str, str]]:
+        """Every seat's sources, one per URL, in seat order (the API's ``sources``, for the page)."""
+        seen: dict[str, dict[str, str]] = {}
+        for seat in self.seats:
+            for source in seat.sources:
+                seen.setdefault(source["url"], source)
+        return list(seen.values())
+
     @cached_property
     def model_names(self) -> dict[str, str]:
         return {seat.model: seat.name for seat in self.seats}

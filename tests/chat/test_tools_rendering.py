@@ -7,6 +7,7 @@ import re
 from apps.chat import rendering
 from apps.chat.state import SeatState, TurnState
 from apps.fusion import schemas as ev
+from apps.providers.base import Usage
 
 
 def state_make() -> TurnState:
@@ -88,3 +89,22 @@ def test_a_tool_call_left_running_when_the_turn_stops_is_shown_as_stopped() -> N
     state.finish(status="cancelled", reason="cancelled", message="Cancelled")
     html = rendering.tools_html(state, state.seat(1))
     assert 'data-tool-status="stopped"' in html and ">stopped<" in html
+
+
+def test_the_fused_answer_lists_every_seats_sources_once_when_it_is_done() -> None:
+    state = state_make()
+    state.seats.append(SeatState(seat=2, model="vendor/b", name="Model B", is_demo=False))
+    redis = ev.Source(url="https://redis.io/docs/", title="Redis docs")
+    state.seat(1).sources_add([redis])
+    state.seat(2).sources_add([redis, ev.Source(url="https://memcached.org/", title="")])
+    state.final.append("Use Redis.")
+    assert "Sources the panel used" not in rendering.final_html(state)  # not while the answer streams
+
+    state.apply(ev.FinalDone(content="Use Redis.", usage=Usage(), timings=ev.Timings()))
+    state.status = "done"
+    html = rendering.final_html(state)
+    assert "Sources the panel used (2)" in html
+    assert re.findall(r'<a href="([^"]+)"[^>]*>([^<]+)</a>', html) == [
+        ("https://redis.io/docs/", "Redis docs"),
+        ("https://memcached.org/", "https://memcached.org/"),
+    ]
