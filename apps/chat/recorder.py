@@ -41,7 +41,8 @@ from apps.chat.models import PanelAnswer, Turn
 from apps.chat.state import TERMINAL_STATUSES, TurnState, turn_state_initial
 from apps.fusion import schemas as ev
 from apps.fusion.engine import totals_build
-from apps.providers.base import Usage
+from apps.providers.base import Usage, json_storable
+from apps.providers.registry import gateway_from_settings
 
 logger = logging.getLogger(__name__)
 
@@ -326,10 +327,16 @@ class TurnRecorder:
                     timings=ev.Timings(ttft_ms=seat.ttft_ms, duration_ms=seat.duration_ms),
                 )
             )
+        is_demo = gateway_from_settings().is_demo
         if state.judge_step is not None:
             steps.append(state.judge_step)
+        elif state.phase == "analysis":  # the judge was cut off: it may have been working, and billing
+            cost = 0.0 if is_demo(state.judge) else None
+            steps.append(
+                ev.StepStats(role="judge", model=state.judge, status="cancelled", usage=Usage(cost=cost))
+            )
         if state.final_started:
-            cost = 0.0 if state.writer.startswith("demo/") else None
+            cost = 0.0 if is_demo(state.writer) else None
             steps.append(
                 ev.StepStats(role="writer", model=state.writer, status="cancelled", usage=Usage(cost=cost))
             )
@@ -425,8 +432,9 @@ class TurnRecorder:
                     "ttft_ms": seat.ttft_ms,
                     "duration_ms": seat.duration_ms,
                     "reasoning": seat.reasoning.text,
-                    "tool_calls": [dict(call) for call in seat.tools],
-                    "sources": [dict(source) for source in seat.sources],
+                    # Model arguments and search results: untrusted text stored as JSON.
+                    "tool_calls": json_storable(seat.tools),
+                    "sources": json_storable(seat.sources),
                 }
         return fields, answers
 

@@ -25,7 +25,7 @@ from apps.providers.base import (
     ModelGateway,
     ProviderError,
     Usage,
-    text_storable,
+    json_storable,
 )
 
 AnalysisFailureReason = Literal[
@@ -73,20 +73,9 @@ def analysis_parse(text: str) -> Analysis:
             "judge_not_valid_json", f"invalid JSON: {error.msg} (line {error.lineno}, column {error.colno})"
         ) from error
     try:
-        return Analysis.model_validate(_storable(data))
+        return Analysis.model_validate(json_storable(data))
     except ValidationError as error:
         raise AnalysisError("judge_schema_mismatch", _validation_summary(error)) from error
-
-
-def _storable(data: Any) -> Any:
-    """The decoded JSON with NULs (a ``\\u0000`` escape decodes to one) replaced: the analysis is stored."""
-    if isinstance(data, str):
-        return text_storable(data)
-    if isinstance(data, list):
-        return [_storable(item) for item in data]
-    if isinstance(data, dict):
-        return {key: _storable(value) for key, value in data.items()}
-    return data
 
 
 def _strict(schema: Any) -> Any:

@@ -21,6 +21,18 @@ def text_storable(text: str) -> str:
     return text.replace("\x00", "\ufffd") if "\x00" in text else text
 
 
+def json_storable(data: Any) -> Any:
+    """Decoded JSON (or what will be stored as JSON) with ``text_storable`` applied to every string in it:
+    a ``\\u0000`` escape decodes to a NUL, and PostgreSQL's jsonb refuses it as its text columns do."""
+    if isinstance(data, str):
+        return text_storable(data)
+    if isinstance(data, list):
+        return [json_storable(item) for item in data]
+    if isinstance(data, dict):
+        return {key: json_storable(value) for key, value in data.items()}
+    return data
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -19,7 +19,8 @@ from django.test import Client
 
 from apps.chat.models import Conversation, Turn
 from apps.chat.services import conversation_create
-from apps.panels.models import Panel
+from apps.panels.models import Panel, PanelMember
+from tests.fakes.upstream import FakeUpstream
 
 ORIGIN = b"http://localhost"
 FRAME_TIMEOUT = 5.0
@@ -45,6 +46,25 @@ def session_cookie(user: Any) -> str:
 def demo_panel() -> Panel:
     """The demo preset (transactional tests find the presets in place too: see tests/conftest.py)."""
     return Panel.objects.get(owner=None, slug="demo")
+
+
+def panel_make(owner: Any, seats: list[str]) -> Panel:
+    """A saved panel of ``owner`` with these seats, the demo judge and writer."""
+    panel = Panel.objects.create(
+        owner=owner, name="Mixed", slug="mixed", judge_model="demo/judge", writer_model="demo/writer"
+    )
+    for position, model in enumerate(seats, start=1):
+        PanelMember.objects.create(panel=panel, position=position, model_id=model)
+    return panel
+
+
+@pytest.fixture
+def endpoint(settings: Any, fake_upstream: FakeUpstream) -> FakeUpstream:
+    """The loopback upstream as the endpoint ``fake`` (models ``fake/<script>``), without retries."""
+    settings.FUSIONROOM_ENDPOINTS = {"fake": fake_upstream.base_url}
+    settings.FUSIONROOM_ENDPOINT_KEYS = {}
+    settings.PROVIDER_MAX_RETRIES = 0
+    return fake_upstream
 
 
 @dataclass

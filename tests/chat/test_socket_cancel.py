@@ -11,7 +11,8 @@ from asgiref.sync import sync_to_async
 from apps.chat.models import PanelAnswer, Turn
 from apps.chat.recorder import recorder_for
 from apps.chat.runs import run_task
-from tests.chat.conftest import Reassembler, Room, turn_ended
+from tests.chat.conftest import Reassembler, Room, panel_make, turn_ended
+from tests.fakes.upstream import FakeUpstream, ModelScript
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -67,3 +68,30 @@ async def test_cancelling_a_finished_turn_changes_nothing(room: Room) -> None:
     assert again["type"] == "snapshot" and again["status"] == "done"
     assert (await room.turn(ended["turn"])).status == "done"
     await socket.close()
+
+
+async def test_cancelling_while_a_paid_judge_works_leaves_the_cost_unknown(
+    room: Room, endpoint: FakeUpstream
+) -> None:
+    endpoint.script("judge", ModelScript(latency_s=10, comments=True))
+
+    def make() -> int:
+        panel = panel_make(room.user, ["demo/atlas"])
+        panel.judge_model = "fake/judge"
+        panel.save()
+        return panel.pk
+
+    socket = await room.open()
+    await socket.send({"type": "send", "prompt": "Quick one", "panel": await sync_to_async(make)()})
+    analysing = await socket.receive_until(lambda f: f["type"] == "html" and "analysing" in f["html"])
+    await socket.send({"type": "cancel", "turn": analysing["turn"]})
+    ended = await socket.receive_until(turn_ended(analysing["turn"]), timeout=5)
+    await socket.close()
+
+    assert ended["status"] == "cancelled"
+    turn = await room.turn(ended["turn"])
+    # The demo seat cost nothing; the judge was cut off while it may have been billing.
+    assert turn.cost is None
+    steps = {step["role"]: step for step in turn.totals["steps"]}
+    assert steps["seat"]["usage"]["cost"] == 0.0
+    assert steps["judge"]["status"] == "cancelled" and steps["judge"]["usage"]["cost"] is None

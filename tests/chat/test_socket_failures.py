@@ -11,28 +11,10 @@ from django.utils import timezone
 
 from apps.chat.models import PanelAnswer, Turn
 from apps.chat.services import turn_create
-from apps.panels.models import Panel, PanelMember
-from tests.chat.conftest import Room, socket_open, turn_ended
+from tests.chat.conftest import Room, panel_make, socket_open, turn_ended
 from tests.fakes.upstream import FakeUpstream, ModelScript
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def panel_make(owner: Any, seats: list[str]) -> Panel:
-    panel = Panel.objects.create(
-        owner=owner, name="Mixed", slug="mixed", judge_model="demo/judge", writer_model="demo/writer"
-    )
-    for position, model in enumerate(seats, start=1):
-        PanelMember.objects.create(panel=panel, position=position, model_id=model)
-    return panel
-
-
-@pytest.fixture
-def endpoint(settings: Any, fake_upstream: FakeUpstream) -> FakeUpstream:
-    settings.FUSIONROOM_ENDPOINTS = {"fake": fake_upstream.base_url}
-    settings.FUSIONROOM_ENDPOINT_KEYS = {}
-    settings.PROVIDER_MAX_RETRIES = 0
-    return fake_upstream
 
 
 async def test_a_failing_seat_shows_failed_with_the_provider_error_and_the_run_goes_on(

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from asgiref.sync import sync_to_async
 
 from apps.chat.models import PanelAnswer
-from apps.panels.models import Panel, PanelMember
-from tests.chat.conftest import Room, turn_ended
+from tests.chat.conftest import Room, panel_make, turn_ended
 from tests.fakes.upstream import FakeUpstream, ModelScript
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -18,27 +15,15 @@ REASONING = "First weigh <b>latency</b> against cost."
 
 
 @pytest.fixture
-def endpoint(settings: Any, fake_upstream: FakeUpstream) -> FakeUpstream:
-    settings.FUSIONROOM_ENDPOINTS = {"fake": fake_upstream.base_url}
-    settings.FUSIONROOM_ENDPOINT_KEYS = {}
-    settings.PROVIDER_MAX_RETRIES = 0
-    fake_upstream.script("thinker", ModelScript(text="Use Redis.", reasoning=REASONING, comments=False))
-    return fake_upstream
-
-
-def panel_make(owner: Any) -> Panel:
-    panel = Panel.objects.create(
-        owner=owner, name="Thinkers", slug="thinkers", judge_model="demo/judge", writer_model="demo/writer"
-    )
-    for position, model in enumerate(["demo/atlas", "fake/thinker"], start=1):
-        PanelMember.objects.create(panel=panel, position=position, model_id=model)
-    return panel
+def endpoint(endpoint: FakeUpstream) -> FakeUpstream:
+    endpoint.script("thinker", ModelScript(text="Use Redis.", reasoning=REASONING, comments=False))
+    return endpoint
 
 
 async def test_reasoning_streams_as_its_own_delta_and_stays_out_of_the_answer(
     room: Room, endpoint: FakeUpstream
 ) -> None:
-    panel = await sync_to_async(panel_make)(room.user)
+    panel = await sync_to_async(panel_make)(room.user, ["demo/atlas", "fake/thinker"])
     socket = await room.open()
     await socket.send({"type": "send", "prompt": "Which cache?", "panel": panel.pk})
 
@@ -64,7 +49,7 @@ async def test_a_column_that_may_still_reason_has_a_hidden_place_for_it(
     room: Room, endpoint: FakeUpstream
 ) -> None:
     endpoint.script("thinker", ModelScript(text="Use Redis.", comments=False, latency_s=0.5))
-    panel = await sync_to_async(panel_make)(room.user)
+    panel = await sync_to_async(panel_make)(room.user, ["demo/atlas", "fake/thinker"])
     socket = await room.open()
     await socket.send({"type": "send", "prompt": "Which cache?", "panel": panel.pk})
 
@@ -77,6 +62,6 @@ async def test_a_column_that_may_still_reason_has_a_hidden_place_for_it(
     await socket.close()
 
     assert 'id="turn-' in started["html"] and '-seat-2-reasoning" hidden>' in started["html"]
-    assert 'data-offset="0"' in started["html"]
+    assert '-seat-2-reasoning-text" data-offset="0"' in started["html"]
     # A seat that never reasoned shows no reasoning once done.
     assert 'class="reasoning"' not in ended["html"]

@@ -11,8 +11,7 @@ from asgiref.sync import sync_to_async
 from django.test import Client
 
 from apps.chat.models import PanelAnswer
-from apps.panels.models import Panel, PanelMember
-from tests.chat.conftest import Room, session_cookie, turn_ended
+from tests.chat.conftest import Room, panel_make, session_cookie, turn_ended
 from tests.fakes.upstream import FakeUpstream, ModelScript, RecordedRequest
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -33,23 +32,11 @@ def reader(request: RecordedRequest) -> ModelScript:
 
 
 @pytest.fixture
-def endpoint(settings: Any, fake_upstream: FakeUpstream) -> FakeUpstream:
-    settings.FUSIONROOM_ENDPOINTS = {"fake": fake_upstream.base_url}
-    settings.FUSIONROOM_ENDPOINT_KEYS = {}
-    settings.PROVIDER_MAX_RETRIES = 0
+def endpoint(endpoint: FakeUpstream, settings: Any) -> FakeUpstream:
     settings.WEB_FETCH = True
     settings.WEB_SEARCH_URL = ""
-    fake_upstream.script("reader", reader)
-    return fake_upstream
-
-
-def panel_make(owner: Any) -> Panel:
-    panel = Panel.objects.create(
-        owner=owner, name="Readers", slug="readers", judge_model="demo/judge", writer_model="demo/writer"
-    )
-    for position, model in enumerate(["demo/atlas", "fake/reader"], start=1):
-        PanelMember.objects.create(panel=panel, position=position, model_id=model)
-    return panel
+    endpoint.script("reader", reader)
+    return endpoint
 
 
 def tool_line(status: str) -> Any:
@@ -63,7 +50,7 @@ def tool_line(status: str) -> Any:
 async def test_a_refused_fetch_shows_in_the_column_and_the_seat_still_answers(
     room: Room, endpoint: FakeUpstream
 ) -> None:
-    panel = await sync_to_async(panel_make)(room.user)
+    panel = await sync_to_async(panel_make)(room.user, ["demo/atlas", "fake/reader"])
     socket = await room.open()
     await socket.send({"type": "send", "prompt": "What is on that page?", "panel": panel.pk})
 
@@ -87,7 +74,7 @@ async def test_a_refused_fetch_shows_in_the_column_and_the_seat_still_answers(
 
 
 async def test_the_tool_calls_are_still_there_after_a_reload(room: Room, endpoint: FakeUpstream) -> None:
-    panel = await sync_to_async(panel_make)(room.user)
+    panel = await sync_to_async(panel_make)(room.user, ["demo/atlas", "fake/reader"])
     socket = await room.open()
     await socket.send({"type": "send", "prompt": "What is on that page?", "panel": panel.pk})
     await socket.receive_until(turn_ended())
@@ -101,3 +88,27 @@ async def test_the_tool_calls_are_still_there_after_a_reload(room: Room, endpoin
     html = await sync_to_async(page)()
     assert 'data-tool="web_fetch" data-tool-status="failed"' in html
     assert json.dumps(METADATA_URL)[1:-1] in html
+
+
+async def test_a_nul_in_a_models_tool_arguments_is_stored_as_a_replacement_character(
+    room: Room, endpoint: FakeUpstream
+) -> None:
+    # PostgreSQL's jsonb refuses NUL: untrusted text in the saved tool calls is made storable like the rest.
+    def nul_reader(request: RecordedRequest) -> ModelScript:
+        if any(message.get("role") == "tool" for message in request.body["messages"]):
+            return ModelScript(text="Done.", comments=False)
+        url = "http://docs.example\u0000.org/"
+        return ModelScript(comments=False, tool_calls=[{"name": "web_fetch", "arguments": {"url": url}}])
+
+    endpoint.script("reader", nul_reader)
+    panel = await sync_to_async(panel_make)(room.user, ["demo/atlas", "fake/reader"])
+    socket = await room.open()
+    await socket.send({"type": "send", "prompt": "Read it", "panel": panel.pk})
+    ended = await socket.receive_until(turn_ended())
+    await socket.close()
+
+    assert ended["status"] == "done"
+    answer = await sync_to_async(PanelAnswer.objects.get)(turn_id=ended["turn"], seat=2)
+    (call,) = answer.tool_calls
+    assert "\x00" not in json.dumps(answer.tool_calls, ensure_ascii=False)
+    assert call["detail"] == "http://docs.example\ufffd.org/"
