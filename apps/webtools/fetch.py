@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from apps.providers.base import text_storable
 from apps.webtools.guard import (
     FetchRefused,
     Resolver,
@@ -139,7 +140,8 @@ def _redirect_target(current: httpx.URL, response: httpx.Response) -> httpx.URL:
     return url_checked(str(target))
 
 
-def _status_words(status: int) -> str:
+def status_words(status: int) -> str:
+    """``404 Not Found``: a status as a person reads it."""
     try:
         return f"{status} {http.HTTPStatus(status).phrase}"
     except ValueError:
@@ -149,7 +151,7 @@ def _status_words(status: int) -> str:
 async def _page(url: httpx.URL, response: httpx.Response, limits: FetchLimits) -> FetchedPage:
     status = response.status_code
     if not 200 <= status < 300:
-        raise FetchFailed(f"{url.host} answered {_status_words(status)}")
+        raise FetchFailed(f"{url.host} answered {status_words(status)}")
     media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type not in limits.content_types:
         shown = media_type[:100] or "no content type"
@@ -159,7 +161,7 @@ async def _page(url: httpx.URL, response: httpx.Response, limits: FetchLimits) -
         text = body.decode(response.charset_encoding or "utf-8", errors="replace")
     except LookupError:  # an unknown charset, or a codec that is not a text encoding
         text = body.decode("utf-8", errors="replace")
-    text = text.removeprefix("\ufeff").replace("\x00", "\ufffd")
+    text = text_storable(text.removeprefix("\ufeff"))
     title, finished = "", True
     if media_type in _HTML_TYPES:
         # In a thread: the loop keeps serving others while a big page is parsed.
