@@ -83,6 +83,7 @@ async def test_streaming_reports_each_tool_call_and_its_result(
     results = [p for p in progress if p["type"] == "seat.tool_result"]
     assert sorted(p["seat"] for p in calls) == [1, 2]
     assert all(p["tool"] == "web_search" and p["detail"] == "best cache" for p in calls)
+    assert sorted(p["seat"] for p in results) == [1, 2]
     assert all(p["ok"] and p["detail"] == "2 results" and len(p["sources"]) == 2 for p in results)
 
 

@@ -68,7 +68,9 @@ async def test_a_failed_request_gives_its_place_back(fake_upstream: FakeUpstream
     assert sum(_transport()._open) == 0
 
 
-async def test_closing_the_transport_closes_every_pool() -> None:
+async def test_closing_the_transport_closes_every_pool(fake_upstream: FakeUpstream) -> None:
     transport = ShardedTransport(verify=httpx.create_ssl_context(), shards=3)
-    await transport.aclose()
+    async with httpx.AsyncClient(transport=transport) as client:
+        assert (await client.get(f"{fake_upstream.base_url}/models")).status_code == 200
+        assert sum(len(shard._pool.connections) for shard in transport._shards) == 1
     assert all(shard._pool.connections == [] for shard in transport._shards)
