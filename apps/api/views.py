@@ -28,6 +28,7 @@ from apps.api.calls import (
     ProgressOut,
     TextOut,
     ToolCallsOut,
+    closing,
     completion_id,
     usage_out,
 )
@@ -157,29 +158,26 @@ async def _sse(first: ApiEvent, events: AsyncIterator[ApiEvent], *, model: str) 
         return _data(ChatCompletionChunk(id=ident, created=created, model=model, choices=choices, **extra))
 
     yield chunk([ChunkChoice(delta=ChunkDelta(role="assistant", content=""))])
-    try:
-        event: ApiEvent | None = first
-        while event is not None:
-            if isinstance(event, TextOut):
-                yield chunk([ChunkChoice(delta=ChunkDelta(content=event.text))])
-            elif isinstance(event, ToolCallsOut):
-                yield chunk([ChunkChoice(delta=ChunkDelta(tool_calls=event.calls))])
-            elif isinstance(event, ProgressOut):
-                yield chunk([], fusion_progress=event.payload)
-            else:
-                yield chunk(
-                    [ChunkChoice(delta=ChunkDelta(), finish_reason=event.reason)],
-                    usage=usage_out(event.usage),
-                    fusion=event.fusion.for_caller() if event.fusion is not None else None,
-                )
-            event = await anext(aiter(events), None)
-    except ApiError as error:
-        yield _data(error.body().model_dump(mode="json"))
-    except Exception:
-        logger.exception("chat completion stream failed")
-        yield _data(UNEXPECTED.body())
-    finally:
-        aclose = getattr(events, "aclose", None)
-        if aclose is not None:
-            await aclose()
+    async with closing(events):
+        try:
+            event: ApiEvent | None = first
+            while event is not None:
+                if isinstance(event, TextOut):
+                    yield chunk([ChunkChoice(delta=ChunkDelta(content=event.text))])
+                elif isinstance(event, ToolCallsOut):
+                    yield chunk([ChunkChoice(delta=ChunkDelta(tool_calls=event.calls))])
+                elif isinstance(event, ProgressOut):
+                    yield chunk([], fusion_progress=event.payload)
+                else:
+                    yield chunk(
+                        [ChunkChoice(delta=ChunkDelta(), finish_reason=event.reason)],
+                        usage=usage_out(event.usage),
+                        fusion=event.fusion.for_caller() if event.fusion is not None else None,
+                    )
+                event = await anext(aiter(events), None)
+        except ApiError as error:
+            yield _data(error.body().model_dump(mode="json"))
+        except Exception:
+            logger.exception("chat completion stream failed")
+            yield _data(UNEXPECTED.body())
     yield b"data: [DONE]\n\n"

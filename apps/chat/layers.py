@@ -24,11 +24,15 @@ _FLAT = (str, int, float, bool, type(None), bytes)
 
 
 def _copy(message: dict[str, Any]) -> dict[str, Any]:
-    """A copy the receiver may change freely: plain for flat messages, deep otherwise."""
-    for value in message.values():
-        if not isinstance(value, _FLAT):
+    """A copy the receiver may change freely: plain for flat values and lists of them (the recorder's
+    batched ``chat.frames``), deep otherwise."""
+    copy = dict(message)
+    for key, value in copy.items():
+        if isinstance(value, list) and all(isinstance(item, _FLAT) for item in value):
+            copy[key] = list(value)
+        elif not isinstance(value, _FLAT):
             return deepcopy(message)
-    return dict(message)
+    return copy
 
 
 class LeanInMemoryChannelLayer(InMemoryChannelLayer):

@@ -280,7 +280,7 @@ async def _seat_run(
                 max_tokens=request.options.max_completion_tokens,
                 tools=tools,
             )
-            text_before = progress.length
+            parts_before = len(progress.parts)
             progress.usage, progress.tool_calls, progress.finish_reason = None, {}, None
             async with contextlib.aclosing(
                 call_stream(client=client, request=completion, progress=progress)
@@ -291,13 +291,13 @@ async def _seat_run(
                     else:
                         queue.put_nowait(SeatDelta(seat=spec.seat, text=piece.text, offset=piece.offset))
             seat.spent = seat.spent + usage_priced(gateway=gateway, model=spec.model, progress=progress)
-            progress.usage = None
+            progress.usage = None  # counted: a cancel during the tool calls must not count it again
             if tools is None or toolbox is None or not progress.tool_calls:
                 break
             used = request.options.max_tool_calls - calls_left
             calls = _tool_calls_take(progress, seat=spec.seat, limit=calls_left, first=used)
             calls_left -= len(calls)
-            said = progress.text[text_before:]
+            said = "".join(progress.parts[parts_before:])
             messages = [
                 *messages,
                 ChatMessage(
@@ -308,7 +308,7 @@ async def _seat_run(
             for call, outcome in zip(calls, outcomes, strict=True):
                 seat.sources.extend(outcome.sources)
                 messages.append(ChatMessage(role="tool", tool_call_id=call.id, content=outcome.content))
-            if progress.length and not progress.text.endswith("\n"):
+            if progress.parts and not progress.parts[-1].endswith("\n"):
                 # What the model said before calling a tool and what it says after are two paragraphs.
                 queue.put_nowait(SeatDelta(seat=spec.seat, text="\n\n", offset=progress.length))
                 progress.parts.append("\n\n")

@@ -245,13 +245,6 @@ def _name_taken(*, owner: Any, name: str, panel_id: int | None) -> bool:
     return _others(owner=owner, panel_id=panel_id).filter(name__iexact=name).exists()
 
 
-def panel_validate(*, owner: Any, data: BuilderInput, panel_id: int | None = None) -> dict[str, str]:
-    """Every problem with ``data`` as a field -> message map (empty when it can be saved)."""
-    errors: dict[str, str] = {}
-    _validate_into(owner=owner, data=data, panel_id=panel_id, errors=errors)
-    return errors
-
-
 def _validate_into(
     *, owner: Any, data: BuilderInput, panel_id: int | None, errors: dict[str, str]
 ) -> tuple[list[SeatSpec], dict[str, Any]]:

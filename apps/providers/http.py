@@ -112,10 +112,16 @@ def _tls() -> ssl.SSLContext:
         return _tls_context
 
 
-async def shared_client_ready() -> httpx.AsyncClient:
-    """``shared_client()``, with the one-off loading of CA certificates done in a thread, not on the loop."""
+async def tls_context_ready() -> ssl.SSLContext:
+    """The verifying TLS context, its one-off loading of CA certificates done in a thread, not on the loop."""
     if _tls_context is None:
         await asyncio.to_thread(_tls)
+    return _tls()
+
+
+async def shared_client_ready() -> httpx.AsyncClient:
+    """``shared_client()``, with the TLS context loaded off the loop first."""
+    await tls_context_ready()
     return shared_client()
 
 

@@ -9,12 +9,13 @@ reply cannot flood the model's context.
 from __future__ import annotations
 
 import asyncio
-import http
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
+
+from apps.webtools.fetch import status_words
 
 MAX_QUERY_CHARS = 500
 MAX_SNIPPET_CHARS = 500
@@ -86,11 +87,7 @@ async def web_search(
     except httpx.HTTPError as exc:
         raise SearchFailed(f"could not reach the search service ({type(exc).__name__})") from None
     if response.status_code != 200:
-        try:
-            words = f"{response.status_code} {http.HTTPStatus(response.status_code).phrase}"
-        except ValueError:
-            words = str(response.status_code)
-        raise SearchFailed(f"the search service answered {words}")
+        raise SearchFailed(f"the search service answered {status_words(response.status_code)}")
     try:
         reply = _Reply.model_validate_json(response.content)
     except ValidationError:

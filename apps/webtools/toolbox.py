@@ -191,15 +191,14 @@ _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, httpx.A
 
 
 async def _shared_client(purpose: str) -> httpx.AsyncClient:
-    from apps.providers import http
+    from apps.providers.http import tls_context_ready
 
-    if http._tls_context is None:
-        await asyncio.to_thread(http._tls)  # loading CA certificates takes tens of ms: not on the loop
+    verify = await tls_context_ready()
     clients = _clients.setdefault(asyncio.get_running_loop(), {})
     client = clients.get(purpose)
     if client is None or client.is_closed:
         client = httpx.AsyncClient(
-            verify=http._tls(), trust_env=False, follow_redirects=False, timeout=httpx.Timeout(10.0)
+            verify=verify, trust_env=False, follow_redirects=False, timeout=httpx.Timeout(10.0)
         )
         clients[purpose] = client
     return client

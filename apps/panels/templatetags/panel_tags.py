@@ -1,8 +1,8 @@
 """Template pieces the chatroom borrows from the panels app: the composer's cost estimate slot, the
-"actual vs writer alone" cost line of a finished turn, a panel's warnings, and USD formatting.
+"actual vs writer alone" cost line of a finished turn, and USD formatting.
 
 ``{% load panel_tags %}``, then ``{% cost_estimate_slot conversation %}`` inside the composer form,
-``{% turn_cost_line turn %}`` in a turn's footer and ``{% panel_status panel %}`` next to a panel.
+and ``{% turn_cost_line turn %}`` in a turn's footer.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from django import template
 from apps.panels.presenters import estimate_context
 from apps.panels.services import (
     history_chars_before,
-    panel_runnability,
     turn_cost_comparison,
 )
 
@@ -69,9 +68,3 @@ def turn_cost_line(turn: Any, history_chars: int | None = None) -> dict[str, Any
     comparison = turn_cost_comparison(turn=turn, history_chars=history_chars)
     writer = str((getattr(turn, "panel_snapshot", None) or {}).get("writer") or getattr(turn, "writer", ""))
     return {"show": True, "comparison": comparison, "writer": writer}
-
-
-@register.inclusion_tag("panels/_status.html")
-def panel_status(panel: Any) -> dict[str, Any]:
-    """Why a panel cannot run here, and which of its models the catalog no longer lists."""
-    return {"status": panel_runnability(panel=panel)}
