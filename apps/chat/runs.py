@@ -24,6 +24,7 @@ _TASKS: dict[int, asyncio.Task[None]] = {}
 async def run_launch(*, turn: Turn, request: FusionRequest, channel_layer_alias: str = "default") -> None:
     """Start ``turn``'s run on the current event loop and return once its recorder listens."""
     recorder = TurnRecorder(turn=turn, channel_layer_alias=channel_layer_alias)
+    recorder.state.history_chars = sum(len(prior.prompt) + len(prior.answer) for prior in request.history)
     await recorder.open()
     task = asyncio.create_task(_run(recorder, request), name=f"turn-{turn.pk}")
     _TASKS[turn.pk] = task

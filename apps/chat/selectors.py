@@ -34,7 +34,13 @@ def turn_states_for(*, conversation: Conversation) -> list[TurnState]:
     turns = conversation.turns.order_by("position").prefetch_related(
         Prefetch("answers", queryset=PanelAnswer.objects.order_by("seat"))
     )
-    return [turn_state_from_db(turn, list(turn.answers.all())) for turn in turns]
+    states, history = [], 0
+    for turn in turns:
+        state = turn_state_from_db(turn, list(turn.answers.all()))
+        state.history_chars = history
+        history += len(turn.prompt) + len(turn.final_text)
+        states.append(state)
+    return states
 
 
 def turn_state_for(*, turn_id: int) -> TurnState:

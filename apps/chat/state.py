@@ -162,6 +162,9 @@ class TurnState:
     cost: float | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # Characters of the earlier turns' prompts and fused answers (the history this turn was sent): the
+    # "writer alone" estimate of the turn's footer reads it. None: unknown.
+    history_chars: int | None = None
     # Turn-level fields changed since the last flush.
     dirty: bool = False
     _final_html: SafeString | None = None

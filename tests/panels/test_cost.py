@@ -175,3 +175,16 @@ def test_the_chatroom_composer_shows_the_default_panels_estimate_with_the_page(a
     assert 'data-testid="cost-estimate"' in html
     assert "Estimated cost: $0 (offline demo models)." in html  # the demo panel is the default without a key
     assert 'hx-trigger="change from:#panel-select, input changed delay:500ms from:#prompt"' in html
+
+
+def test_the_chatroom_page_counts_the_history_in_the_writer_alone_estimate(
+    priced: FakeUpstream, alice: Any
+) -> None:
+    from apps.chat.selectors import turn_states_for
+
+    turn = _turn(alice, cost=0.05)
+    first, second = turn_states_for(conversation=turn.conversation)
+    assert (first.history_chars, second.history_chars) == (0, 400)
+    # The page's turn state gives the same figure as the saved turn: history included (0.004, not 0.0025).
+    line = Template("{% load panel_tags %}{% turn_cost_line turn %}").render(Context({"turn": second}))
+    assert "the writer alone (test/judge) would have cost about $0.0040." in line
