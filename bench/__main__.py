@@ -15,6 +15,7 @@ SECTIONS: list[tuple[str, str]] = [
     ("load", "bench.load"),
     ("floor", "bench.floor"),
     ("markdown", "bench.markdown"),
+    ("writers", "bench.writers"),
 ]
 
 

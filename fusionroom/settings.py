@@ -83,15 +83,23 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # WAL lets the run recorder write while pages read; a busy timeout rides out short write locks.
-    DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
-    )
+    # WAL lets the run recorder write while pages read; a busy timeout rides out short write locks. Django
+    # runs each HTTP request's ORM calls on a thread (so a connection) of its own, beside the one thread that
+    # sockets and run recorders share, so writers really run at once: a transaction takes the write lock when
+    # it begins (IMMEDIATE), because a deferred one that reads and then writes fails at once with "database is
+    # locked" when another writer got there first (SQLite cannot wait there without risking a deadlock).
+    # Options in the URL's query (sqlite:///db.sqlite3?timeout=60) win over these.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        **DATABASES["default"].get("OPTIONS", {}),
+    }
     # No fixed test database name: each test run picks a file of its own (tests/conftest.py).
     if not env_str("DATABASE_CONN_MAX_AGE"):
         # Keep SQLite connections open: opening one (file, PRAGMAs, functions) costs more than most queries
-        # the socket and the run recorder make. Safe under Daphne: ORM calls from async code all run on
-        # one thread (thread-sensitive), which holds one connection.
+        # the sockets and the run recorders make, and those all run on one thread, which holds one
+        # connection. An HTTP request's thread ends with the request, and its connection with it.
         DATABASES["default"]["CONN_MAX_AGE"] = None
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
