@@ -21,7 +21,7 @@ from apps.chat.services import ChatError, conversation_create, fusion_request_fo
 from apps.fusion import schemas as ev
 from apps.fusion.engine import run_fusion, sources_unique, totals_build
 from apps.fusion.schemas import FusionRequest, PriorTurn
-from apps.providers.base import ModelGateway, Usage
+from apps.providers.base import ModelGateway, Usage, text_storable
 from apps.webtools.toolbox import toolbox_from_settings
 
 if TYPE_CHECKING:
@@ -168,7 +168,9 @@ def _turn_begin(
     """Save the run's conversation and turn (source "api") and build its engine request."""
     snapshot = choice.snapshot
     if system:
-        # The caller's system text reaches every panel model, after the seat's own system prompt if any.
+        # The caller's system text reaches every panel model, after the seat's own system prompt if any; the
+        # snapshot is stored as JSON, which PostgreSQL refuses with a NUL in it.
+        system = text_storable(system)
         snapshot = {
             **snapshot,
             "seats": [

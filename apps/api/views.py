@@ -15,13 +15,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from channels.db import database_sync_to_async
-from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from apps.accounts.models import ApiKey
 from apps.api.auth import api_key_from, rate_check
+from apps.api.body import body_parse
 from apps.api.calls import (
     ApiEvent,
     FinishOut,
@@ -32,7 +32,7 @@ from apps.api.calls import (
     completion_id,
     usage_out,
 )
-from apps.api.errors import ApiError, validation_error
+from apps.api.errors import ApiError
 from apps.api.schemas import (
     AssistantMessage,
     ChatCompletion,
@@ -60,28 +60,11 @@ async def _caller(request: HttpRequest, method: str) -> ApiKey:
     return key
 
 
-def _body(request: HttpRequest) -> ChatCompletionRequest:
-    try:
-        raw = request.body
-    except RequestDataTooBig:
-        raise ApiError(413, "The request body is too large.", code="request_too_large") from None
-    try:
-        data = json.loads(raw or b"null")
-    except ValueError as error:
-        raise ApiError(400, f"The body is not valid JSON: {error}", code="invalid_json") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "The body must be a JSON object.", code="invalid_request")
-    try:
-        return ChatCompletionRequest.model_validate(data)
-    except ValidationError as error:
-        raise validation_error(error) from None
-
-
 @csrf_exempt
 async def chat_completions(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     try:
         key = await _caller(request, "POST")
-        body = _body(request)
+        body = body_parse(request, ChatCompletionRequest)
         gateway = gateway_from_settings()
         plan = await database_sync_to_async(completion_plan)(user=key.user, request=body, gateway=gateway)
         events = completion_run(user=key.user, plan=plan, gateway=gateway)

@@ -45,6 +45,7 @@ from apps.providers.base import (
     UnknownModelError,
     Usage,
     UsageReport,
+    text_storable,
 )
 from apps.providers.catalog import ModelInfo
 
@@ -96,7 +97,8 @@ class DemoClient:
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
         if request.model not in _KNOWN:
             raise UnknownModelError(request.model, f"No demo model is called {request.model}")
-        text = demo_reply(request)
+        # The reply quotes the caller's prompt, untrusted text: NULs are replaced as in any model's deltas.
+        text = text_storable(demo_reply(request))
         budget = request.max_tokens
         words = re.findall(r"\s*\S+", text)
         sent: list[str] = []
