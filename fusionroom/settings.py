@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -104,14 +106,38 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+
+def redis_channel_layer(url: str, **config: Any) -> dict[str, Any]:
+    """The channels-redis layer on ``url`` as ``CHANNEL_LAYERS`` takes it; ``config`` adds to its CONFIG.
+
+    channels-redis waits for a message with a blocking Redis read of ``RedisChannelLayer.brpop_timeout``
+    (5 s), over and over. redis-py 8 gives every socket read a 5 s timeout by default, which ends that wait
+    first with an error: sockets close with 1011 and a run stops hearing cancels and snapshot requests. So
+    reads get the block plus 10 s (a busy server or network may answer a little late); a connection that is
+    really gone still fails within that. The tests build their layers here too.
+    """
+    from channels_redis.core import RedisChannelLayer
+
+    host: dict[str, Any] = {
+        "address": url,
+        "socket_timeout": RedisChannelLayer.brpop_timeout + 10,
+        "socket_connect_timeout": 5,
+    }
+    if urlsplit(url).scheme != "unix":
+        # A pooled connection that sits idle while the peer silently vanishes is found dead by the kernel, so
+        # the pool reconnects when it hands it out, instead of a command waiting out the socket timeout.
+        # (No health_check_interval: redis-py retries nothing here, so a failed PING would fail the command
+        # all the same, and the pool already replaces connections the server closed.)
+        host["socket_keepalive"] = True
+    return {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [host], "capacity": 1500, "expiry": 30, **config},
+    }
+
+
 REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1500, "expiry": 30},
-        }
-    }
+    CHANNEL_LAYERS = {"default": redis_channel_layer(REDIS_URL)}
 else:
     CHANNEL_LAYERS = {
         # Channels' in-memory layer with O(1) work per message (apps/chat/layers.py).

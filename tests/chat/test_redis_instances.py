@@ -1,25 +1,17 @@
 """Two application instances sharing Redis: a client of one follows, resyncs and cancels a run of the other.
 
-Each instance is the full ASGI stack on its own channel-layer instance (its own Redis connections and
-client prefix), as two Daphne processes would be. Skipped unless ``REDIS_URL`` is set.
+Each instance is the full ASGI stack on its own channel-layer instance (see tests/chat/redis_instances.py), as
+two Daphne processes would be. Skipped unless ``REDIS_URL`` is set.
 """
 
 from __future__ import annotations
 
-import os
-import uuid
 from typing import Any
 
 import pytest
-from channels.auth import AuthMiddlewareStack
-from channels.routing import URLRouter
-from channels.security.websocket import AllowedHostsOriginValidator
-from django.urls import path
 
-from apps.chat.consumers import ConversationConsumer
 from tests.chat.conftest import Reassembler, Room, turn_ended
-
-REDIS_URL = os.environ.get("REDIS_URL", "")
+from tests.chat.redis_instances import REDIS_URL, second_instance, two_instance_layers
 
 pytestmark = [
     pytest.mark.redis,
@@ -28,24 +20,9 @@ pytestmark = [
 ]
 
 
-class SecondInstanceConsumer(ConversationConsumer):
-    channel_layer_alias = "second"
-
-
-def second_instance() -> Any:
-    routes = [path("ws/conversations/<int:conversation_id>/", SecondInstanceConsumer.as_asgi())]
-    return AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(routes)))
-
-
 @pytest.fixture(autouse=True)
 def _two_layers(settings: Any) -> None:
-    prefix = f"test-{uuid.uuid4().hex[:8]}"
-    config = {"hosts": [REDIS_URL], "prefix": prefix, "capacity": 1500, "expiry": 30}
-    backend = "channels_redis.core.RedisChannelLayer"
-    settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": backend, "CONFIG": config},
-        "second": {"BACKEND": backend, "CONFIG": dict(config)},
-    }
+    settings.CHANNEL_LAYERS = two_instance_layers()
 
 
 async def test_a_client_of_one_instance_sees_a_run_started_through_the_other(
