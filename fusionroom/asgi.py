@@ -1,4 +1,8 @@
-"""ASGI entry point: HTTP through Django, WebSockets through Channels behind origin and auth checks."""
+"""ASGI entry point: HTTP through Django, WebSockets through Channels behind origin and auth checks.
+
+The socket's Origin must match the server's own scheme, host and port, or ``CSRF_TRUSTED_ORIGINS``, as
+Django's CSRF check requires of a POST (``apps/chat/origin.py``).
+"""
 
 from __future__ import annotations
 
@@ -14,13 +18,13 @@ django_asgi_app = ASGIStaticFilesHandler(get_asgi_application())
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from apps.chat.origin import SameOriginValidator  # noqa: E402
 from apps.chat.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -23,6 +23,8 @@ from apps.panels.models import Panel, PanelMember
 from tests.fakes.upstream import FakeUpstream
 
 ORIGIN = b"http://localhost"
+# The Host a browser on ORIGIN sends: the socket's origin check compares the two (apps/chat/origin.py).
+HOST = b"localhost"
 FRAME_TIMEOUT = 5.0
 
 
@@ -120,7 +122,7 @@ async def socket_open(
     origin: bytes | None = ORIGIN,
     app: Any = None,
 ) -> tuple[Socket, bool, Any]:
-    headers = []
+    headers = [(b"host", HOST)]
     if origin is not None:
         headers.append((b"origin", origin))
     if cookie:

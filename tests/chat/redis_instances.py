@@ -13,10 +13,10 @@ from typing import Any
 
 from channels.auth import AuthMiddlewareStack
 from channels.routing import URLRouter
-from channels.security.websocket import AllowedHostsOriginValidator
 from django.urls import path
 
 from apps.chat.consumers import ConversationConsumer
+from apps.chat.origin import SameOriginValidator
 from fusionroom.settings import redis_channel_layer
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
@@ -29,7 +29,7 @@ class SecondInstanceConsumer(ConversationConsumer):
 def second_instance() -> Any:
     """The ASGI application of a second server process: its sockets use the ``second`` layer."""
     routes = [path("ws/conversations/<int:conversation_id>/", SecondInstanceConsumer.as_asgi())]
-    return AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(routes)))
+    return SameOriginValidator(AuthMiddlewareStack(URLRouter(routes)))
 
 
 def two_instance_layers() -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from channels.testing import WebsocketCommunicator
 
-from tests.chat.conftest import ORIGIN, Room, application, socket_open
+from tests.chat.conftest import HOST, ORIGIN, Room, application, socket_open
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -44,7 +44,7 @@ async def test_an_anonymous_visitor_is_closed_with_4401(room: Room) -> None:
 
 @pytest.mark.parametrize("origin", [b"http://evil.example", b"null", None])
 async def test_a_foreign_or_missing_origin_is_refused_at_handshake(room: Room, origin: bytes | None) -> None:
-    headers = [(b"cookie", room.cookie.encode())]
+    headers = [(b"host", HOST), (b"cookie", room.cookie.encode())]
     if origin is not None:
         headers.append((b"origin", origin))
     communicator = WebsocketCommunicator(application(), f"/ws/conversations/{room.conversation.pk}/", headers)
