@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal, cast
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 # Enough for the longest allowed prompt even if every character is JSON-escaped; checked before parsing.
+# room.js sends no frame whose UTF-8 size is over it, so no browser frame reaches Daphne's own limit (1 MiB a
+# message), past which Daphne closes the socket (code 1009) and this module never gets to explain.
 MAX_FRAME_CHARS = 256 * 1024
 
 

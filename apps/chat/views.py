@@ -16,6 +16,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from apps.chat import selectors, services
 from apps.chat.forms import RenameForm, SendForm
+from apps.chat.frames import MAX_FRAME_CHARS
 from apps.chat.models import Conversation, ShareLink
 from apps.chat.services import ChatError
 from apps.core.views import landing
@@ -82,6 +83,8 @@ def _room_context(request: HttpRequest, conversation: Conversation | None, **ext
         "running": any(turn.running for turn in turns),
         "panel_choices": _panel_choices(request.user, conversation, extra.pop("chosen_panel", None)),
         "max_prompt_chars": MAX_PROMPT_CHARS,
+        # room.js sends no frame whose UTF-8 size passes the socket's limit (apps/chat/frames.py).
+        "max_frame_bytes": MAX_FRAME_CHARS,
         "share_links": selectors.share_links_for(conversation=conversation) if conversation else [],
         **extra,
     }

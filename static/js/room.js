@@ -10,6 +10,11 @@
 // Frames to the server: {type: "send", prompt, panel}, {type: "cancel", turn}, {type: "resync", turn}.
 //
 // Offsets count Unicode code points (as Python's len does), so text is measured with Array.from.
+//
+// Sizes: a prompt over the limit is refused here, with the server's words, and stays in the box; no frame
+// larger than the server's frame limit (data-max-frame-bytes, in UTF-8 bytes) is ever sent, because Daphne
+// drops the connection on a message over its own limit (1 MiB) instead of answering. A socket that closes
+// anyway says so in the page ("Connection lost, reconnecting…") and reconnects with backoff.
 "use strict";
 
 (function () {
@@ -19,6 +24,12 @@
   const errorBox = document.getElementById("room-error");
   const sendButton = document.getElementById("send-button");
   const promptBox = document.getElementById("prompt");
+  const connectionBox = document.getElementById("connection-status");
+  const limits = composer ? composer.dataset : {};
+  const maxPromptChars = parseInt(limits.maxPromptChars || "0", 10);
+  const maxFrameBytes = parseInt(limits.maxFrameBytes || "0", 10);
+  // A prompt lost in flight above this size may have been refused for its size.
+  const LARGE_PROMPT_KIB = 64;
 
   // Turns whose snapshot we wait for: their deltas and fragments are older than the snapshot, so skip them.
   const awaitingSnapshot = new Set();
@@ -30,6 +41,46 @@
 
   function codePoints(text) {
     return Array.from(text).length;
+  }
+
+  function utf8Bytes(text) {
+    // At most 3 bytes per UTF-16 unit: most frames are measured without encoding them.
+    if (text.length * 3 <= maxFrameBytes) return text.length;
+    return new TextEncoder().encode(text).length;
+  }
+
+  function formatCount(number) {
+    return number.toLocaleString("en-US");
+  }
+
+  // The server's own refusal (apps/chat/services.prompt_clean), said before a byte is sent.
+  function promptRefusal(prompt) {
+    if (!maxPromptChars || prompt.length <= maxPromptChars) return "";
+    const length = codePoints(prompt.trim());
+    if (length <= maxPromptChars) return "";
+    return (
+      `That prompt is ${formatCount(length)} characters long; the limit is ${formatCount(maxPromptChars)}. ` +
+      "Shorten it and send again."
+    );
+  }
+
+  function showConnection(message) {
+    if (!connectionBox) return;
+    connectionBox.textContent = message;
+    connectionBox.hidden = false;
+  }
+
+  function clearConnection() {
+    if (connectionBox) {
+      connectionBox.hidden = true;
+      connectionBox.textContent = "";
+    }
+  }
+
+  // A prompt sent but not yet taken up by the server goes back in the box when the send fails.
+  function restorePrompt() {
+    if (pendingPrompt && promptBox && !promptBox.value) promptBox.value = pendingPrompt;
+    pendingPrompt = "";
   }
 
   function showError(message) {
@@ -140,11 +191,19 @@
   }
 
   function send(frame) {
-    if (socket && socket.readyState === WebSocket.OPEN) {
-      socket.send(JSON.stringify(frame));
-      return true;
+    if (!socket || socket.readyState !== WebSocket.OPEN) return false;
+    const text = JSON.stringify(frame);
+    const size = maxFrameBytes ? utf8Bytes(text) : 0;
+    if (size > maxFrameBytes) {
+      // Daphne would close the socket without a word; say why here and keep the socket.
+      showError(
+        `That message is too large to send (${formatCount(Math.ceil(size / 1024))} KiB); ` +
+          `the limit is ${formatCount(Math.floor(maxFrameBytes / 1024))} KiB.`,
+      );
+      return false;
     }
-    return false;
+    socket.send(text);
+    return true;
   }
 
   function onMessage(event) {
@@ -177,8 +236,7 @@
       case "error":
         sending = false;
         updateComposer();
-        if (pendingPrompt && promptBox && !promptBox.value) promptBox.value = pendingPrompt;
-        pendingPrompt = "";
+        restorePrompt();
         showError(frame.message);
         if (promptBox) promptBox.focus();
         break;
@@ -191,16 +249,39 @@
     socket.addEventListener("open", () => {
       retry = 0;
       room.dataset.socket = "open";
+      clearConnection();
     });
     socket.addEventListener("message", onMessage);
     socket.addEventListener("close", (event) => {
       room.dataset.socket = "closed";
+      const wasSending = sending;
       sending = false;
       updateComposer();
       if (event.code === 4401 || event.code === 4404) {
         showError("This conversation is not available: log in again or pick another conversation.");
         return;
       }
+      if (event.code === 1009) {
+        showError(
+          "That message was too large for the server, which closed the connection. " +
+            "It was not sent: shorten it and send again.",
+        );
+      } else if (wasSending && pendingPrompt) {
+        // Daphne drops a connection whose message is over its limit without a close frame (1006), so a
+        // large prompt lost in flight is the likely reason even without 1009.
+        const kib = Math.ceil(new TextEncoder().encode(pendingPrompt).length / 1024);
+        showError(
+          kib > LARGE_PROMPT_KIB
+            ? `The connection was lost while your prompt (${formatCount(kib)} KiB) was being sent; it is ` +
+                "back in the box. A message that large may be more than the server, or a proxy in front of " +
+                "it, accepts: shorten it and send again."
+            : "The connection was lost before the server confirmed your prompt; it is back in the box. " +
+                "Once reconnected, send it again if it did not start.",
+        );
+      }
+      // Nothing typed is lost: a prompt the server never took up goes back in the box.
+      restorePrompt();
+      showConnection("Connection lost, reconnecting…");
       // Back off, with jitter, up to 15 s between attempts.
       const delay = Math.min(15000, 500 * 2 ** retry) * (0.5 + Math.random() / 2);
       retry += 1;
@@ -209,10 +290,18 @@
   }
 
   function onSubmit(event) {
+    const prompt = promptBox.value;
+    const refusal = promptRefusal(prompt);
+    if (refusal) {
+      // Refused before anything goes out, over the socket or as a form post.
+      event.preventDefault();
+      showError(refusal);
+      promptBox.focus();
+      return;
+    }
     if (!room || !socket || socket.readyState !== WebSocket.OPEN) return; // plain form post instead
     event.preventDefault();
     if (sending || anyRunning()) return;
-    const prompt = promptBox.value;
     if (!prompt.trim()) {
       showError("Type a prompt first: an empty message cannot be sent.");
       return;
@@ -227,6 +316,7 @@
     } else {
       sending = false;
       updateComposer();
+      promptBox.focus();
     }
   }
 
@@ -238,8 +328,9 @@
         composer.requestSubmit();
       }
     });
-    composer.addEventListener("submit", () => {
+    composer.addEventListener("submit", (event) => {
       // A plain post: show it is going out and refuse a second click.
+      if (event.defaultPrevented) return;
       if (!room || !socket || socket.readyState !== WebSocket.OPEN) {
         setTimeout(() => {
           sendButton.disabled = true;
