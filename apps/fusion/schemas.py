@@ -15,6 +15,13 @@ from apps.providers.base import Usage
 
 MAX_SEATS = 8
 MAX_PROMPT_CHARS = 32_000
+# Seconds the panel has when nobody says otherwise: then the judge starts with the answers that are done, and
+# a seat still running is reported missing (its partial text kept). Without one, a seat that goes silent holds
+# every other for the provider's read timeout (120 s, and a silent start is retried), and the person waits
+# minutes for a judge that could have started. 90 s leaves room for a reasoning model's thinking plus a
+# long answer, or a web-tool round or two (a fetch is capped at 15 s) before it; a panel that needs more
+# (slow local models, deep tool use) says so in its options, up to an hour.
+DEFAULT_DEADLINE_S = 90.0
 
 
 class SeatSpec(BaseModel):
@@ -34,8 +41,9 @@ class PriorTurn(BaseModel):
 class FusionOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    # Seconds after the panel starts at which the judge starts with whatever is done.
-    deadline_s: float | None = Field(default=None, gt=0, le=3600)
+    # Seconds after the panel starts at which the judge starts with whatever is done; None (only when given
+    # explicitly) waits for every seat. Read at validation time, so tests can shorten the default.
+    deadline_s: float | None = Field(default_factory=lambda: DEFAULT_DEADLINE_S, gt=0, le=3600)
     # Start the judge once this many seats are done (None: wait for every seat).
     quorum: int | None = Field(default=None, ge=1, le=MAX_SEATS)
     temperature: float | None = Field(default=None, ge=0, le=2)

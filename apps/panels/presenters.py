@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from apps.fusion.schemas import FusionOptions
+from apps.fusion.schemas import DEFAULT_DEADLINE_S, FusionOptions
 from apps.panels.forms import BuilderInput
 from apps.panels.models import Panel
 from apps.panels.services import (
@@ -173,8 +173,9 @@ def _option_fields(data: BuilderInput) -> list[OptionField]:
             "deadline_s",
             "Deadline (seconds)",
             data.option("deadline_s"),
-            "none",
-            "The judge starts with the answers done by then.",
+            f"{DEFAULT_DEADLINE_S:g}",
+            f"Default {DEFAULT_DEADLINE_S:g}. The judge starts with the answers done by then; a seat still "
+            "writing is left out (its text is kept). Raise it for slow models.",
             "any",
             "1",
             "3600",
@@ -232,10 +233,18 @@ class PanelCard:
     writer_name: str
     options: list[tuple[str, str]]
     status: Runnability
+    # Said instead of ``options`` when the panel sets none.
+    defaults: str = ""
 
 
 def panel_card(panel: Panel) -> PanelCard:
     labels = {field.name: field.label for field in option_fields(BuilderInput())}
+    options = [(labels[key], str(value)) for key, value in panel.options.items() if key in labels]
+    options += [("Web tools", "off")] if panel.options.get("web_tools") is False else []
+    if options and "deadline_s" not in panel.options:
+        # The one default that cuts answers short: always said.
+        options.append((labels["deadline_s"], f"{DEFAULT_DEADLINE_S:g} (default)"))
+    defaults = FusionOptions()
     return PanelCard(
         panel=panel,
         seats=[
@@ -253,9 +262,12 @@ def panel_card(panel: Panel) -> PanelCard:
         judge_name=model_label(panel.judge_model),
         writer=panel.writer_model,
         writer_name=model_label(panel.writer_model),
-        options=[(labels[key], str(value)) for key, value in panel.options.items() if key in labels]
-        + ([("Web tools", "off")] if panel.options.get("web_tools") is False else []),
+        options=options,
         status=panel_runnability(panel=panel),
+        defaults=(
+            f"Defaults (a {DEFAULT_DEADLINE_S:g} s deadline, every seat awaited, {defaults.max_tool_calls} "
+            f"tool calls per seat, {defaults.max_completion_tokens:,} completion tokens per call)."
+        ),
     )
 
 

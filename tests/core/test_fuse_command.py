@@ -72,6 +72,22 @@ def test_options_reach_the_run_and_bad_ones_are_refused_clearly() -> None:
         fuse("Hi", "--panel", "demo/atlas")
 
 
+@pytest.mark.django_db
+def test_a_run_without_deadline_gets_the_default_and_deadline_overrides_it() -> None:
+    def deadline(**overrides: float) -> float | None:
+        request = fuse_request_build(
+            prompt="Hi", preset="demo", panel=None, judge=None, writer=None, overrides=dict(overrides)
+        )
+        return request.options.deadline_s
+
+    assert deadline() == 90
+    assert deadline(deadline_s=300.0) == 300
+    by_hand = fuse_request_build(
+        prompt="Hi", preset=None, panel="demo/atlas", judge="demo/judge", writer=None, overrides={}
+    )
+    assert by_hand.options.deadline_s == 90
+
+
 def test_the_writer_defaults_to_the_judge() -> None:
     request = fuse_request_build(
         prompt="Hi", preset=None, panel="demo/atlas,demo/birch", judge="demo/judge", writer=None, overrides={}

@@ -5,8 +5,20 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
+from apps.fusion import schemas
 from apps.fusion.engine import run_fusion
-from apps.fusion.schemas import RunDone, RunFailed, SeatDelta, SeatDone, SeatFailed
+from apps.fusion.schemas import (
+    DEFAULT_DEADLINE_S,
+    FusionOptions,
+    FusionRequest,
+    RunDone,
+    RunFailed,
+    SeatDelta,
+    SeatDone,
+    SeatFailed,
+)
 from apps.providers.base import ProviderError
 from tests.fusion.conftest import FakeClient, FakeGateway, Script, events_collect, fusion_request, of_type
 
@@ -87,3 +99,40 @@ async def test_deadline_with_no_seat_done_fails_the_run(fake: FakeClient, gatewa
     assert [e.reason for e in of_type(events, SeatFailed)] == ["missing"] * 3
     assert isinstance(events[-1], RunFailed) and events[-1].reason == "all_panels_failed"
     assert not fake.calls_for("fake/judge")
+
+
+def test_a_request_that_sets_no_deadline_gets_the_default_of_90_seconds() -> None:
+    assert FusionOptions().deadline_s == DEFAULT_DEADLINE_S == 90
+    assert fusion_request().options.deadline_s == 90
+    assert (
+        FusionRequest.model_validate(
+            {"prompt": "Hi", "seats": [{"seat": 1, "model": "fake/a"}], "judge": "fake/j", "writer": "fake/w"}
+        ).options.deadline_s
+        == 90
+    )
+    assert fusion_request(deadline_s=None).options.deadline_s is None, "an explicit None still waits for all"
+
+
+async def test_a_stalled_seat_with_no_deadline_set_is_cut_at_the_default(
+    fake: FakeClient, gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The shipped default is 90 s (above); a shorter one keeps the test short. The request names no deadline.
+    monkeypatch.setattr(schemas, "DEFAULT_DEADLINE_S", 0.3)
+    never = asyncio.Event()
+    fake.text("fake/a", "Answer A")
+    fake.text("fake/b", "Answer B")
+    fake.script("fake/c", Script(chunks=["silent ", "from here"], gate=never, gate_after=1))
+    request = fusion_request()
+
+    started = time.perf_counter()
+    events = await asyncio.wait_for(events_collect(run_fusion(request, gateway=gateway)), 5)
+    elapsed = time.perf_counter() - started
+
+    assert 0.3 <= elapsed < 2
+    missing = of_type(events, SeatFailed)
+    assert len(missing) == 1 and isinstance(missing[0], SeatFailed)
+    assert (missing[0].seat, missing[0].reason, missing[0].partial_text) == (3, "missing", "silent ")
+    assert missing[0].error == "did not finish within the 0.3 s deadline"
+    assert fake.calls_for("fake/c")[0].cancelled
+    assert isinstance(events[-1], RunDone)
+    assert [e.seat for e in of_type(events, SeatDone)] == [1, 2]

@@ -9,6 +9,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from apps.chat.services import options_from_snapshot
 from apps.panels.models import Panel
 
 pytestmark = pytest.mark.django_db
@@ -230,3 +231,32 @@ def test_a_seat_edit_keeps_the_web_tools_box_as_it_was(alice_client: Client) -> 
 
     assert "checked" not in box(web_tools_shown="1")
     assert "checked" in box(web_tools_shown="1", web_tools="1")
+
+
+def test_the_deadline_field_shows_the_default_and_a_change_is_saved_and_run(
+    alice_client: Client, alice: Any
+) -> None:
+    html = alice_client.get(reverse("panels:new")).content.decode().replace("\n", " ")
+    field = re.search(r'<input id="option-deadline_s"[^>]*>', html)
+    assert field is not None and 'placeholder="90"' in field.group(0) and 'value=""' in field.group(0)
+    assert 'aria-describedby="option-deadline_s-help"' in field.group(0)
+    assert re.search(r'id="option-deadline_s-help">Default 90\. The judge starts with the answers', html)
+
+    alice_client.post(reverse("panels:new"), _form(save="1"))
+    panel = Panel.objects.get(owner=alice, name="Trio")
+    # Saved without one, the panel follows the default (stored nowhere, so it can change for every panel).
+    assert "deadline_s" not in panel.options
+    assert options_from_snapshot(panel.snapshot()).deadline_s == 90
+    detail = alice_client.get(reverse("panels:detail", args=[panel.pk])).content.decode()
+    assert "Defaults (a 90 s deadline, every seat awaited" in detail
+
+    alice_client.post(reverse("panels:edit", args=[panel.pk]), _form(save="1", deadline_s="150"))
+    panel.refresh_from_db()
+    assert panel.options == {"deadline_s": 150}
+    assert options_from_snapshot(panel.snapshot()).deadline_s == 150
+    html = alice_client.get(reverse("panels:edit", args=[panel.pk])).content.decode().replace("\n", " ")
+    assert re.search(r'id="option-deadline_s"[^>]*value="150"', html)
+
+    alice_client.post(reverse("panels:edit", args=[panel.pk]), _form(save="1", max_tool_calls="2"))
+    detail = alice_client.get(reverse("panels:detail", args=[panel.pk])).content.decode()
+    assert re.search(r"<dt>Deadline \(seconds\)</dt><dd>90 \(default\)</dd>", detail)

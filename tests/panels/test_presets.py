@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import AnonymousUser
 
+from apps.chat.services import options_from_snapshot
 from apps.fusion.schemas import FusionOptions
 from apps.panels.models import Panel, PanelMember
 from apps.panels.presets import PRESETS, preset_slug_for_openrouter_name, sync_preset_rows
@@ -87,6 +88,11 @@ def test_every_preset_model_is_in_the_shipped_catalog_or_a_demo_model() -> None:
 def test_preset_options_are_valid_engine_options() -> None:
     for panel in Panel.objects.filter(owner=None):
         FusionOptions.model_validate(panel.options)  # extra keys (the old "order") would be refused
+
+
+def test_every_preset_runs_with_a_deadline_so_one_silent_seat_cannot_hold_it() -> None:
+    for panel in Panel.objects.filter(owner=None):
+        assert options_from_snapshot(panel.snapshot()).deadline_s == 90, panel.slug
 
 
 def test_syncing_again_restores_edited_presets_and_removes_retired_ones() -> None:

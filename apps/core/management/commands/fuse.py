@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from apps.fusion.engine import run_fusion
 from apps.fusion.schemas import (
+    DEFAULT_DEADLINE_S,
     Analysis,
     AnalysisDone,
     AnalysisFailed,
@@ -296,7 +297,12 @@ class Command(BaseCommand):
         parser.add_argument("--panel", help="comma-separated panel model ids (overrides the preset's)")
         parser.add_argument("--judge", help="the judge model (overrides the preset's)")
         parser.add_argument("--writer", help="the writer model (default: the judge)")
-        parser.add_argument("--deadline", type=float, help="seconds after which the judge starts anyway")
+        parser.add_argument(
+            "--deadline",
+            type=float,
+            help="seconds after which the judge starts anyway "
+            f"(default: the preset's, else {DEFAULT_DEADLINE_S:g} s)",
+        )
         parser.add_argument("--quorum", type=int, help="start the judge once this many seats are done")
         parser.add_argument("--temperature", type=float, help="panel temperature")
         parser.add_argument("--max-tokens", type=int, help="max completion tokens per call")
