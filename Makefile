@@ -9,7 +9,7 @@ PORT ?= 8000
 export DEBUG ?= 1
 PYTEST_ARGS ?=
 
-.PHONY: run test lint typecheck pytest test-scaleout bench setup migrate format clean
+.PHONY: run test lint typecheck pytest test-scaleout drill bench setup migrate format clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: install Python 3.11 or run make PYTHON=python3"; exit 1; }
@@ -43,6 +43,12 @@ test: lint typecheck pytest
 test-scaleout: setup
 	@test -n "$$DATABASE_URL" -a -n "$$REDIS_URL" || { echo "set DATABASE_URL and REDIS_URL"; exit 1; }
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Failure drills on two real Daphne processes (kill -9, database connections killed, idle sockets, cancel
+# across processes, upstream faults); the same DATABASE_URL (PostgreSQL) and REDIS_URL as test-scaleout.
+drill: setup
+	@test -n "$$DATABASE_URL" -a -n "$$REDIS_URL" || { echo "set DATABASE_URL and REDIS_URL"; exit 1; }
+	$(BIN)/python -m drills
 
 bench: migrate
 	$(BIN)/python -m bench

@@ -9,9 +9,10 @@ run (the chatroom's run task, or the API streaming to its caller)::
 While recording it
 
 - keeps the turn's live state in memory; one flusher per process writes what changed in every live run
-  every ``CHAT_FLUSH_SECONDS`` (one transaction for all of them), refreshing ``Turn.heartbeat_at`` at least
-  every ``CHAT_HEARTBEAT_SECONDS``; the terminal state is flushed *before* the last event is broadcast or
-  yielded, so whoever sees a turn end finds it in the database;
+  every ``CHAT_FLUSH_SECONDS`` (one transaction for all of them; under load it backs off, to at most every
+  ``BACKOFF_LIMIT`` intervals, which bounds what a crash loses: ``loss_bound_seconds``), refreshing
+  ``Turn.heartbeat_at`` at least every ``CHAT_HEARTBEAT_SECONDS``; the terminal state is flushed *before*
+  the last event is broadcast or yielded, so whoever sees a turn end finds it in the database;
 - sends one JSON frame per event to the channel-layer group ``conversation.<id>``: text deltas as
   ``{type: "delta", turn, seat|final, offset, text}``, everything else as server-rendered HTML fragments;
   deltas already waiting when the recorder gets to them are merged per column, and the frames of all the
@@ -183,11 +184,11 @@ class TurnRecorder:
         try:
             if self.state.status not in TERMINAL_STATUSES:
                 self.state.finish(status="interrupted", reason="interrupted", message=message)
-                await self._flush()
+                await self._flush_or_log()
                 async with self._lock:
                     await self._broadcast(rendering.snapshot_frame(self.state))
             else:
-                await self._flush()
+                await self._flush_or_log()
         finally:
             _LIVE.pop(self.turn_id, None)
             await self._stop_tasks()
@@ -275,8 +276,9 @@ class TurnRecorder:
             if status is not None:
                 state.status = status
             if state.status in TERMINAL_STATUSES:
-                # The database first: whoever sees the turn end must find it saved.
-                await self._flush()
+                # The database first: whoever sees the turn end must find it saved. If it cannot be saved,
+                # the viewers still see it end rather than a turn that seems to run for ever.
+                await self._flush_or_log()
                 frame = rendering.snapshot_frame(state)
             else:
                 frame = rendering.html_frame(state, self._fragments_for(event))
@@ -387,14 +389,43 @@ class TurnRecorder:
         return self.state.dirty or any(seat.dirty for seat in self.state.seats)
 
     async def _flush(self) -> None:
-        """Write what changed now (the final state, mostly); serialised with the shared flusher's writes."""
-        async with _write_lock():
-            turn_fields, answers = self._collect()
-            self._last_write = time.monotonic()
-            missing = await _turns_write([(self.turn_id, turn_fields, answers)])
+        """Write what changed now (the final state, mostly); serialised with the shared flusher's writes.
+
+        A failed write is tried again (a connection the database dropped is replaced on the next try) a few
+        times; after that the error goes to the caller, with everything still marked unsaved.
+        """
+        for attempt, pause in enumerate(FINAL_WRITE_RETRIES):
+            async with _write_lock():
+                turn_fields, answers = self._collect()
+                self._last_write = time.monotonic()
+                try:
+                    missing = await _turns_write([(self.turn_id, turn_fields, answers)])
+                except Exception:
+                    self.unsaved_mark()
+                    if attempt == len(FINAL_WRITE_RETRIES) - 1:
+                        raise
+                    logger.warning("turn %s: a write failed; trying again", self.turn_id, exc_info=True)
+                else:
+                    break
+            await asyncio.sleep(pause)
         if missing and not self._closed:
             # The conversation was deleted under a running turn: nothing left to record into.
             self.cancel()
+
+    async def _flush_or_log(self) -> None:
+        """The last writes of a run: if the database stays away, the viewers still see the turn end (a turn
+        that seems to run for ever is worse); the stale-turn reaper marks it interrupted later, keeping what
+        the last good flush saved."""
+        try:
+            await self._flush()
+        except Exception:
+            logger.exception("turn %s: its final state could not be saved", self.turn_id)
+
+    def unsaved_mark(self) -> None:
+        """After a failed write: everything is written again next time (what it held is not known saved)."""
+        self.state.dirty = True
+        for seat in self.state.seats:
+            seat.dirty = True
 
     def _collect(self) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
         """What to write, copied now (the write runs in a thread while events keep coming)."""
@@ -445,6 +476,20 @@ class TurnRecorder:
 
 _flushers: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
 _write_locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+# Pauses between tries of a run's own write (its final state): a dropped database connection is replaced on
+# the next try, and a database that stays away for longer loses the write (the turn is then reaped as
+# interrupted, keeping what the last good flush saved).
+FINAL_WRITE_RETRIES = (0.2, 1.0, 0.0)
+# However slow the writes get, a flush starts at most this many flush intervals after the previous one
+# started (unless that write alone took longer): the bound on what a process that dies can lose.
+BACKOFF_LIMIT = 4
+
+
+def loss_bound_seconds() -> float:
+    """Text viewers saw more than this long before the process running a turn died is in the database, plus
+    the time of the write that saves it (milliseconds on a healthy database; a write slower than
+    ``BACKOFF_LIMIT - 1`` intervals widens the window by its own length): 4 x ``CHAT_FLUSH_SECONDS``, 1 s."""
+    return BACKOFF_LIMIT * float(getattr(settings, "CHAT_FLUSH_SECONDS", 0.25))
 
 
 def _write_lock() -> asyncio.Lock:
@@ -465,6 +510,7 @@ def _flusher_ensure() -> None:
 async def _flush_all(loop: asyncio.AbstractEventLoop) -> None:
     interval = float(getattr(settings, "CHAT_FLUSH_SECONDS", 0.25))
     heartbeat = float(getattr(settings, "CHAT_HEARTBEAT_SECONDS", 5.0))
+    bound = loss_bound_seconds()
     pause = interval
     try:
         while True:
@@ -483,10 +529,15 @@ async def _flush_all(loop: asyncio.AbstractEventLoop) -> None:
                     for recorder in due:
                         recorder._last_write = now
                     missing = await _turns_write(batch)
-                    # Under load, write less often rather than let flushes crowd out the runs themselves.
-                    pause = max(interval, (time.monotonic() - now) * 4)
-            except Exception:  # a failed write is retried on the next tick; the runs go on
+                    elapsed = time.monotonic() - now
+                    # Under load, write less often rather than let flushes crowd out the runs themselves,
+                    # but never so seldom that a crash loses more than ``bound``: the next write starts at
+                    # most ``bound`` after this one started (one interval after it ended, if it was slower).
+                    pause = max(interval, min(elapsed * 4, bound - elapsed))
+            except Exception:  # the runs go on; what the write held is written again on the next tick
                 logger.exception("flushing %d running turns failed", len(live))
+                for recorder in due:
+                    recorder.unsaved_mark()
                 continue
             for recorder in due:
                 if recorder.turn_id in missing:
