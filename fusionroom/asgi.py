@@ -11,10 +11,13 @@ import os
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.asgi import get_asgi_application
 
+from apps.core.http_guard import ContentTypeGuard
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fusionroom.settings")
 # Daphne alone serves nothing under STATIC_URL; this wrapper serves the app's few CSS/JS files from the
 # staticfiles finders, so one process is a complete deployment (a proxy may serve STATIC_ROOT instead).
-django_asgi_app = ASGIStaticFilesHandler(get_asgi_application())
+# The guard answers a Content-Type Django cannot read with a 400 rather than a server error.
+django_asgi_app = ContentTypeGuard(ASGIStaticFilesHandler(get_asgi_application()))
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
