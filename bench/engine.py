@@ -15,7 +15,7 @@ import resource
 import statistics
 import time
 import tracemalloc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from apps.fusion.engine import run_fusion
@@ -72,7 +72,7 @@ class _RecordingClient:
         self.inner = inner
         self.requests = requests
 
-    def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
+    def stream(self, request: CompletionRequest) -> AsyncGenerator[StreamChunk, None]:
         self.requests.append(request)
         return self.inner.stream(request)
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from apps.api.errors import ApiError
 from apps.api.schemas import FunctionCallOut, FusionResult, Message, ToolCallOut, UsageOut
@@ -22,9 +22,6 @@ from apps.providers.base import (
     UnknownModelError,
     Usage,
 )
-
-T = TypeVar("T")
-
 
 # --- output events ---------------------------------------------------------------------------------------
 
@@ -63,17 +60,6 @@ def usage_out(usage: Usage) -> UsageOut:
         prompt_tokens_details={"cached_tokens": usage.cached_tokens},
         completion_tokens_details={"reasoning_tokens": usage.reasoning_tokens},
     )
-
-
-@contextlib.asynccontextmanager
-async def closing(iterator: AsyncIterator[T]) -> AsyncGenerator[AsyncIterator[T], None]:
-    """Close an async iterator however its consumer stops (``aclose`` cancels the requests it has open)."""
-    try:
-        yield iterator
-    finally:
-        aclose = getattr(iterator, "aclose", None)
-        if aclose is not None:
-            await aclose()
 
 
 def completion_id() -> str:

@@ -275,7 +275,9 @@ async def recording(recorder: TurnRecorder, source: AsyncIterator[Any]) -> Async
             await asyncio.wait([task])
 
 
-async def fusion_model_run(*, user: User, plan: Plan, gateway: ModelGateway) -> AsyncIterator[ApiEvent]:
+async def fusion_model_run(
+    *, user: User, plan: Plan, gateway: ModelGateway
+) -> AsyncGenerator[ApiEvent, None]:
     """The model-slug method: the whole pipeline, the writer's answer as the completion."""
     assert plan.choice is not None
     prompt, history, system = conversation_parts(plan.request.messages)

@@ -10,6 +10,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from apps.api.schemas import ModelList, ModelObject
 from apps.chat.services import panel_unavailable_reason
 from apps.panels.models import Panel
+from apps.panels.presets import preset_slug_for_openrouter_name
 from apps.panels.selectors import panel_list_for
 from apps.providers.base import ModelGateway
 from apps.providers.catalog import ModelInfo
@@ -39,8 +40,9 @@ def panel_find(*, user: AbstractBaseUser | AnonymousUser, name: str) -> Panel | 
     user's own panels by slug. Presets come first, so a saved panel cannot shadow a preset's name.
     """
     panels = list(panel_list_for(user=user))
+    preset = preset_slug_for_openrouter_name(name) or name
     for panel in panels:
-        if panel.is_preset and name in (panel.slug, panel.openrouter_preset):
+        if panel.is_preset and panel.slug == preset:
             return panel
     for panel in panels:
         if not panel.is_preset and panel.slug == name:

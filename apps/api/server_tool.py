@@ -9,9 +9,10 @@ functions is handed back to the caller, ``finish_reason: "tool_calls"``, as any 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,6 @@ from apps.api.calls import (
     ProgressOut,
     TextOut,
     ToolCallsOut,
-    closing,
     conversation_parts,
     model_call,
     provider_messages,
@@ -142,7 +142,7 @@ def _fusion_prompt(arguments: str, fallback: str) -> str:
     return fallback
 
 
-async def tool_session_turns(session: ToolSession) -> AsyncIterator[str | FusionCall]:
+async def tool_session_turns(session: ToolSession) -> AsyncGenerator[str | FusionCall, None]:
     """The outer model's side of a server-tool request: yields its text, and a ``FusionCall`` the first time
     fusion is wanted (whoever drives it runs fusion and adds the tool result to ``session.messages`` before
     resuming). Ends with ``session.finish_reason`` and, when the caller's tools were called,
@@ -208,7 +208,7 @@ async def tool_session_turns(session: ToolSession) -> AsyncIterator[str | Fusion
     session.finish_reason = "length"
 
 
-async def tool_run(*, user: User, plan: Plan, gateway: ModelGateway) -> AsyncIterator[ApiEvent]:
+async def tool_run(*, user: User, plan: Plan, gateway: ModelGateway) -> AsyncGenerator[ApiEvent, None]:
     """The server-tool method (and the plugin on a plain model); see ``tool_session_turns``."""
     assert plan.choice is not None
     request = plan.request
@@ -219,7 +219,7 @@ async def tool_run(*, user: User, plan: Plan, gateway: ModelGateway) -> AsyncIte
         tools=[tool.model_dump(exclude_none=True) for tool in request.function_tools] + [FUSION_FUNCTION],
     )
     turns = tool_session_turns(session)
-    async with closing(turns):
+    async with contextlib.aclosing(turns):
         async for item in turns:
             if isinstance(item, str):
                 yield TextOut(item)
@@ -259,7 +259,9 @@ async def _tool_fusion(
 
     async def source() -> AsyncIterator[Any]:
         toolbox = toolbox_from_settings()
-        async with closing(run_fusion(request, gateway=session.gateway, toolbox=toolbox)) as engine:
+        async with contextlib.aclosing(
+            run_fusion(request, gateway=session.gateway, toolbox=toolbox)
+        ) as engine:
             async for event in engine:
                 fold.apply(event)
                 yield event

@@ -21,7 +21,7 @@ raises ``ApiError`` (502 when every panel model failed, for instance).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -166,7 +166,7 @@ def panel_choose(*, user: User, slug: str | None, plugin: FusionPlugin | None) -
 # --- plain calls and the entry point ---------------------------------------------------------------------
 
 
-async def plain_run(*, plan: Plan, gateway: ModelGateway) -> AsyncIterator[ApiEvent]:
+async def plain_run(*, plan: Plan, gateway: ModelGateway) -> AsyncGenerator[ApiEvent, None]:
     """Any other model id: one call through the same providers, the caller's tools passed through."""
     request = plan.request
     tools = [tool.model_dump(exclude_none=True) for tool in request.function_tools] or None
@@ -192,7 +192,7 @@ async def plain_run(*, plan: Plan, gateway: ModelGateway) -> AsyncIterator[ApiEv
     yield FinishOut(reason, usage_priced(gateway=gateway, model=plan.model, progress=result.progress))
 
 
-def completion_run(*, user: User, plan: Plan, gateway: ModelGateway) -> AsyncIterator[ApiEvent]:
+def completion_run(*, user: User, plan: Plan, gateway: ModelGateway) -> AsyncGenerator[ApiEvent, None]:
     """The events of a planned request (see the module docstring)."""
     if plan.mode == "fusion":
         return fusion_model_run(user=user, plan=plan, gateway=gateway)

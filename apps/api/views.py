@@ -8,10 +8,11 @@ an ``{"error": {...}}`` chunk followed by ``[DONE]`` (OpenAI's client raises it 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -28,7 +29,6 @@ from apps.api.calls import (
     ProgressOut,
     TextOut,
     ToolCallsOut,
-    closing,
     completion_id,
     usage_out,
 )
@@ -134,14 +134,16 @@ def _data(payload: BaseModel | dict[str, Any]) -> bytes:
     return f"data: {text}\n\n".encode()
 
 
-async def _sse(first: ApiEvent, events: AsyncIterator[ApiEvent], *, model: str) -> AsyncIterator[bytes]:
+async def _sse(
+    first: ApiEvent, events: AsyncGenerator[ApiEvent, None], *, model: str
+) -> AsyncIterator[bytes]:
     ident, created = completion_id(), int(time.time())
 
     def chunk(choices: list[ChunkChoice], **extra: Any) -> bytes:
         return _data(ChatCompletionChunk(id=ident, created=created, model=model, choices=choices, **extra))
 
     yield chunk([ChunkChoice(delta=ChunkDelta(role="assistant", content=""))])
-    async with closing(events):
+    async with contextlib.aclosing(events):
         try:
             event: ApiEvent | None = first
             while event is not None:

@@ -43,10 +43,6 @@ def progress_html(state: TurnState) -> str:
     return _render("_progress.html", turn=state)
 
 
-def footer_html(state: TurnState, *, interactive: bool = True) -> str:
-    return _render("_turn_footer.html", turn=state, interactive=interactive)
-
-
 def frame(payload: dict[str, Any]) -> str:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
 

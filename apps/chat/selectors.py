@@ -23,12 +23,6 @@ def conversation_get_for(*, user: Any, conversation_id: int) -> Conversation:
     return conversation_list_for(user=user).get(pk=conversation_id)
 
 
-def turn_get_for(*, user: Any, turn_id: int) -> Turn:
-    if not user.is_authenticated:
-        raise Turn.DoesNotExist
-    return Turn.objects.select_related("conversation").get(pk=turn_id, conversation__owner_id=user.pk)
-
-
 def turn_states_for(*, conversation: Conversation) -> list[TurnState]:
     """Every turn of a conversation, oldest first, as the templates render them."""
     turns = conversation.turns.order_by("position").prefetch_related(

@@ -121,15 +121,20 @@ def prompt_clean(prompt: str) -> str:
     return prompt
 
 
+def _seat_specs(seats: list[dict[str, Any]]) -> list[SeatSpec]:
+    # A frozen seat also holds its display name and demo flag, which the engine's seat (extra=forbid) refuses.
+    return [
+        SeatSpec.model_validate(
+            {k: seat.get(k) for k in ("seat", "model", "temperature", "system_prompt") if k in seat}
+        )
+        for seat in seats
+    ]
+
+
 def snapshot_validate(panel_snapshot: dict[str, Any]) -> dict[str, Any]:
     """Check a frozen panel and add each seat's display name and demo flag (kept with the turn for ever)."""
     try:
-        seats = [
-            SeatSpec.model_validate(
-                {k: seat.get(k) for k in ("seat", "model", "temperature", "system_prompt") if k in seat}
-            )
-            for seat in panel_snapshot.get("seats", [])
-        ]
+        seats = _seat_specs(panel_snapshot.get("seats", []))
         FusionRequest(
             prompt="x",
             seats=seats,
@@ -202,12 +207,7 @@ def fusion_request_for(*, turn: Turn) -> FusionRequest:
     return FusionRequest(
         prompt=turn.prompt,
         history=[PriorTurn(prompt=prompt, answer=answer) for prompt, answer in earlier],
-        seats=[
-            SeatSpec.model_validate(
-                {k: seat.get(k) for k in ("seat", "model", "temperature", "system_prompt") if k in seat}
-            )
-            for seat in snapshot["seats"]
-        ],
+        seats=_seat_specs(snapshot["seats"]),
         judge=snapshot["judge"],
         writer=snapshot["writer"],
         options=options_from_snapshot(snapshot),

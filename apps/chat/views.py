@@ -24,6 +24,7 @@ from apps.fusion.schemas import MAX_PROMPT_CHARS
 from apps.panels.models import Panel
 from apps.panels.selectors import panel_get_for, panel_list_for
 from apps.panels.services import panel_runnability
+from apps.providers.registry import gateway_from_settings
 
 
 @dataclass
@@ -43,6 +44,7 @@ def _panel_choices(
 ) -> list[PanelChoice]:
     panels = list(panel_list_for(user=user))
     default = panel_default_for_page(panels, conversation, chosen)
+    gateway = gateway_from_settings()
     choices = []
     for panel in panels:
         runnable, reasons, warnings = panel_runnability(panel=panel)
@@ -51,7 +53,7 @@ def _panel_choices(
                 panel=panel,
                 reason=None if runnable else " ".join(reasons),
                 warnings=warnings,
-                is_demo=all(member.model_id.startswith("demo/") for member in panel.members.all()),
+                is_demo=all(gateway.is_demo(member.model_id) for member in panel.members.all()),
                 selected=default is not None and panel.pk == default.pk,
             )
         )

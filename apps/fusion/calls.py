@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from apps.fusion.schemas import Timings
@@ -14,7 +14,6 @@ from apps.providers.base import (
     ModelClient,
     ModelGateway,
     ReasoningDelta,
-    StreamChunk,
     TextDelta,
     ToolCallDelta,
     Usage,
@@ -65,40 +64,39 @@ async def call_stream(
     released) when this generator ends, fails, is closed or is cancelled; callers that may stop early
     wrap it in ``contextlib.aclosing``.
     """
-    stream: AsyncIterator[StreamChunk] = client.stream(request)
     parts = progress.parts
-    try:
-        async for chunk in stream:
-            # Text first: it is nearly every chunk of a stream.
-            if isinstance(chunk, TextDelta):
-                text = chunk.text
-                if not text:
-                    continue
-                if progress.first_token_at is None:
-                    progress.first_token_at = time.perf_counter()
-                offset = progress.length
-                parts.append(text)
-                progress.length = offset + len(text)
-                yield Piece(text=text, offset=offset)
-            elif isinstance(chunk, ReasoningDelta):
-                if chunk.text:
+    async with contextlib.aclosing(client.stream(request)) as stream:
+        try:
+            async for chunk in stream:
+                # Text first: it is nearly every chunk of a stream.
+                if isinstance(chunk, TextDelta):
+                    text = chunk.text
+                    if not text:
+                        continue
                     if progress.first_token_at is None:
                         progress.first_token_at = time.perf_counter()
-                    yield Piece(text=chunk.text, offset=None)
-            elif isinstance(chunk, UsageReport):
-                progress.usage = chunk.usage
-            elif isinstance(chunk, ToolCallDelta):
-                call = progress.tool_calls.setdefault(chunk.index, {"id": "", "name": "", "arguments": ""})
-                call["id"] = chunk.id or call["id"]
-                call["name"] = chunk.name or call["name"]
-                call["arguments"] += chunk.arguments
-            elif isinstance(chunk, Finish):
-                progress.finish_reason = chunk.reason
-    finally:
-        progress.ended = time.perf_counter()
-        aclose = getattr(stream, "aclose", None)
-        if aclose is not None:
-            await aclose()
+                    offset = progress.length
+                    parts.append(text)
+                    progress.length = offset + len(text)
+                    yield Piece(text=text, offset=offset)
+                elif isinstance(chunk, ReasoningDelta):
+                    if chunk.text:
+                        if progress.first_token_at is None:
+                            progress.first_token_at = time.perf_counter()
+                        yield Piece(text=chunk.text, offset=None)
+                elif isinstance(chunk, UsageReport):
+                    progress.usage = chunk.usage
+                elif isinstance(chunk, ToolCallDelta):
+                    call = progress.tool_calls.setdefault(
+                        chunk.index, {"id": "", "name": "", "arguments": ""}
+                    )
+                    call["id"] = chunk.id or call["id"]
+                    call["name"] = chunk.name or call["name"]
+                    call["arguments"] += chunk.arguments
+                elif isinstance(chunk, Finish):
+                    progress.finish_reason = chunk.reason
+        finally:
+            progress.ended = time.perf_counter()
 
 
 async def call_collect(*, client: ModelClient, request: CompletionRequest, progress: CallProgress) -> str:

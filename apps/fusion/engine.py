@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,7 +73,7 @@ async def _tasks_cancel(tasks: Sequence[asyncio.Task[None]]) -> None:
 
 async def run_fusion(
     request: FusionRequest, *, gateway: ModelGateway, toolbox: Toolbox | None = None
-) -> AsyncIterator[FusionEvent]:
+) -> AsyncGenerator[FusionEvent, None]:
     """Run one fusion turn and yield its events as they happen.
 
     Order: ``run.started``; per seat ``seat.started``, ``seat.delta``* (``seat.reasoning``*), then

@@ -30,8 +30,3 @@ def panel_get_owned(*, user: AbstractBaseUser | AnonymousUser, panel_id: int) ->
     if not user.is_authenticated:
         raise Panel.DoesNotExist("Anonymous users own no panels")
     return Panel.objects.prefetch_related("members").get(pk=panel_id, owner_id=user.pk)
-
-
-def panel_preset_for_openrouter_name(*, name: str) -> Panel:
-    """The preset OpenRouter calls ``name`` (``general-high``, ``general-budget``, ``general-fast``)."""
-    return Panel.objects.prefetch_related("members").get(owner__isnull=True, openrouter_preset=name)

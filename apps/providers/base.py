@@ -6,7 +6,7 @@ without settings. ``apps.providers.registry`` builds them from Django settings.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -155,12 +155,13 @@ class UnknownModelError(ProviderError):
 
 @runtime_checkable
 class ModelClient(Protocol):
-    """One protocol's client. ``stream`` yields chunks and raises ``ProviderError`` on failure."""
+    """One protocol's client. ``stream`` yields chunks and raises ``ProviderError`` on failure; it is an async
+    generator, so a caller that stops early can ``aclose`` it and release its connection at once."""
 
     #: True for the offline demo models, which the UI and the API always label as demo.
     is_demo: bool
 
-    def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]: ...
+    def stream(self, request: CompletionRequest) -> AsyncGenerator[StreamChunk, None]: ...
 
     def supports_structured_output(self, model: str) -> bool: ...
 

@@ -21,7 +21,7 @@ import json
 import math
 import random
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 
 from pydantic import ValidationError
@@ -94,7 +94,7 @@ class DemoClient:
     def supports_structured_output(self, model: str) -> bool:
         return model == JUDGE
 
-    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
+    async def stream(self, request: CompletionRequest) -> AsyncGenerator[StreamChunk, None]:
         if request.model not in _KNOWN:
             raise UnknownModelError(request.model, f"No demo model is called {request.model}")
         # The reply quotes the caller's prompt, untrusted text: NULs are replaced as in any model's deltas.

@@ -13,8 +13,8 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, NamedTuple, Protocol
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from typing import Any, Protocol
 
 import httpx
 from pydantic import ValidationError
@@ -25,8 +25,6 @@ from apps.providers.base import (
     ProviderError,
     StreamChunk,
     TextDelta,
-    ToolCallDelta,
-    Usage,
     UsageReport,
 )
 from apps.providers.http import shared_client_ready
@@ -55,13 +53,6 @@ class _KnowsStructuredOutput(Protocol):
 
 
 StructuredOutputSource = Callable[[str], bool] | Mapping[str, _KnowsStructuredOutput]
-
-
-class Completion(NamedTuple):
-    text: str
-    usage: Usage
-    # Assembled OpenAI-shaped calls: {"id", "type": "function", "function": {"name", "arguments"}}.
-    tool_calls: list[dict[str, Any]]
 
 
 class _Progress:
@@ -135,7 +126,7 @@ class OpenAICompatClient:
         """The id the server knows the model by (``ollama/llama3.2`` -> ``llama3.2``)."""
         return model.removeprefix(self.strip_prefix) if self.strip_prefix else model
 
-    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
+    async def stream(self, request: CompletionRequest) -> AsyncGenerator[StreamChunk, None]:
         """Text, reasoning and tool-call deltas as they arrive, then ``UsageReport`` (if sent) and ``Finish``.
 
         Raises ``ProviderError``; its ``partial_text`` holds every text delta yielded before the failure.
@@ -163,25 +154,6 @@ class OpenAICompatClient:
                 )
                 await asyncio.sleep(delay)
                 attempt += 1
-
-    async def complete(self, request: CompletionRequest) -> Completion:
-        """The whole answer at once (built on ``stream``): text, usage and assembled tool calls."""
-        text: list[str] = []
-        usage = Usage()
-        calls: dict[int, dict[str, Any]] = {}
-        async for chunk in self.stream(request):
-            if isinstance(chunk, TextDelta):
-                text.append(chunk.text)
-            elif isinstance(chunk, UsageReport):
-                usage = chunk.usage
-            elif isinstance(chunk, ToolCallDelta):
-                call = calls.setdefault(
-                    chunk.index, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
-                )
-                call["id"] = chunk.id or call["id"]
-                call["function"]["name"] += chunk.name or ""
-                call["function"]["arguments"] += chunk.arguments
-        return Completion("".join(text), usage, [calls[index] for index in sorted(calls)])
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:

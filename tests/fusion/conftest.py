@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -88,7 +88,7 @@ class FakeClient:
         count = len(self.calls_for(model)) - 1
         return scripts[min(count, len(scripts) - 1)]
 
-    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
+    async def stream(self, request: CompletionRequest) -> AsyncGenerator[StreamChunk, None]:
         call = Call(request=request, started=time.perf_counter())
         self.calls.append(call)
         script = self._next(request.model)

@@ -28,7 +28,7 @@ async def test_closing_the_stream_mid_panel_cancels_and_awaits_every_seat(
             break
     while fake.active < 3:  # every seat is in flight
         await asyncio.sleep(0)
-    await events.aclose()  # type: ignore[attr-defined]
+    await events.aclose()
 
     assert other_tasks() == before
     assert fake.active == 0
@@ -73,7 +73,7 @@ async def test_closing_the_stream_while_the_writer_streams_closes_the_writer_cal
         seen.append(event)
         if event.type == "final.delta":
             break
-    await events.aclose()  # type: ignore[attr-defined]
+    await events.aclose()
 
     writer = fake.calls_for("fake/writer")[0]
     assert writer.closed or writer.cancelled

@@ -9,7 +9,7 @@ from apps.chat.services import options_from_snapshot
 from apps.fusion.schemas import FusionOptions
 from apps.panels.models import Panel, PanelMember
 from apps.panels.presets import PRESETS, preset_slug_for_openrouter_name, sync_preset_rows
-from apps.panels.selectors import panel_list_for, panel_preset_for_openrouter_name
+from apps.panels.selectors import panel_list_for
 from apps.providers.catalog import demo_models, snapshot_load
 
 pytestmark = pytest.mark.django_db
@@ -70,12 +70,18 @@ def test_demo_runs_offline_models_only() -> None:
     assert models == ["demo/atlas", "demo/birch", "demo/cedar", "demo/judge", "demo/writer"]
 
 
-def test_openrouter_preset_names_map_to_our_presets() -> None:
-    assert panel_preset_for_openrouter_name(name="general-high").slug == "quality"
-    assert panel_preset_for_openrouter_name(name="general-budget").slug == "budget"
-    assert panel_preset_for_openrouter_name(name="general-fast").slug == "fast"
+def test_openrouter_preset_names_map_to_our_presets_and_their_rows_carry_them() -> None:
+    assert preset_slug_for_openrouter_name("general-high") == "quality"
+    assert preset_slug_for_openrouter_name("general-budget") == "budget"
     assert preset_slug_for_openrouter_name("general-fast") == "fast"
     assert preset_slug_for_openrouter_name("general-nonsense") is None
+    assert preset_slug_for_openrouter_name("quality") is None
+    named = Panel.objects.filter(owner=None).exclude(openrouter_preset="")
+    assert {panel.openrouter_preset: panel.slug for panel in named} == {
+        "general-high": "quality",
+        "general-budget": "budget",
+        "general-fast": "fast",
+    }
 
 
 def test_every_preset_model_is_in_the_shipped_catalog_or_a_demo_model() -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from apps.fusion.calls import CallProgress, call_stream
 from apps.providers.base import (
     ChatMessage,
     CompletionRequest,
@@ -150,24 +151,26 @@ async def test_it_strips_the_endpoint_prefix_and_sends_no_key_when_none(fake_ups
     assert "authorization" not in seen.headers
 
 
-async def test_complete_assembles_text_usage_and_tool_calls(fake_upstream: FakeUpstream) -> None:
+async def test_call_stream_assembles_its_text_usage_and_tool_calls_sent_in_pieces(
+    fake_upstream: FakeUpstream,
+) -> None:
     fake_upstream.script(
         "vendor/model",
         ModelScript(
             text="Searching now.", tool_calls=[{"name": "web_fetch", "arguments": {"url": "https://a.b"}}]
         ),
     )
-    text, usage, calls = await _client(fake_upstream).complete(_request())
+    progress = CallProgress()
+    stream = call_stream(client=_client(fake_upstream), request=_request(), progress=progress)
+    pieces = [piece async for piece in stream]
 
-    assert text == "Searching now."
-    assert usage.completion_tokens > 0
-    assert calls == [
-        {
-            "id": "call_0",
-            "type": "function",
-            "function": {"name": "web_fetch", "arguments": '{"url": "https://a.b"}'},
-        }
-    ]
+    assert "".join(piece.text for piece in pieces) == progress.text == "Searching now."
+    assert progress.usage is not None and progress.usage.completion_tokens > 0
+    # The fake upstream sends each call's arguments in two deltas.
+    assert progress.tool_calls == {
+        0: {"id": "call_0", "name": "web_fetch", "arguments": '{"url": "https://a.b"}'}
+    }
+    assert progress.finish_reason == "tool_calls"
 
 
 async def test_an_error_chunk_mid_stream_raises_with_the_partial_text(fake_upstream: FakeUpstream) -> None:
