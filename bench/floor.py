@@ -10,7 +10,10 @@ This section measures both parts with nothing of the chatroom around them, at th
 
 - **inbound**: 600 concurrent streams from the loopback upstream (another process) read in this process, once
   with bare asyncio sockets (no HTTP parsing at all: the event loop's own cost per read), once through the
-  provider client (``OpenAICompatClient``: httpx, SSE, the pydantic chunk models), which is what a run uses;
+  provider client (``OpenAICompatClient``: httpx, SSE, the pydantic chunk models), which is what a run uses.
+  The provider client's two speed measures (``apps/providers/http.py``: the asyncio network backend of
+  ``netstream.py`` and the 16 pools) are each also measured off, in the same rounds, interleaved: CPU per
+  chunk, and CPU per stream opened and closed (streams of one token, where the pools' per-request cost shows);
 - **outbound**: Daphne serving ``bench.floor_app`` (no Django, no Channels), 200 sockets each receiving three
   interleaved paced streams of frames; Daphne's CPU per frame.
 
@@ -35,6 +38,15 @@ from bench.load import ROOT, _cpu_seconds, _free_port, _wait_http
 STREAMS = 600
 SOCKETS = 200
 SHORT, LONG = 60, 240
+# Rounds of the provider client's variants, interleaved (the order reversed every other round).
+ROUNDS = 2
+# The provider client as shipped, and with each speed measure off: (pools, None for the transport's own
+# number; True for httpcore's default network backend instead of ours).
+VARIANTS: dict[str, tuple[int | None, bool]] = {
+    "as shipped": (None, False),
+    "httpcore's default network backend (anyio)": (None, True),
+    "one httpcore pool instead of 16": (1, False),
+}
 TOKENS_PER_S = 20.0
 DEMAND_CHUNKS_PER_S = 200 * 3 * TOKENS_PER_S
 
@@ -60,7 +72,13 @@ def _serve_upstream(port: int) -> None:
         return ModelScript(text=text, tokens_per_s=TOKENS_PER_S, chunk_words=1, comments=False)
 
     upstream = FakeUpstream(
-        port=port, path_prefix="/v1", scripts={"short": script(SHORT), "long": script(LONG)}
+        port=port,
+        path_prefix="/v1",
+        scripts={
+            "short": script(SHORT),
+            "long": script(LONG),
+            "one": ModelScript(text="word0", chunk_words=1, comments=False),
+        },
     )
 
     async def serve() -> None:
@@ -107,12 +125,23 @@ async def _bare(port: int, model: str) -> Sample:
     return Sample(counts[0], time.process_time() - started)
 
 
-async def _client(port: int, model: str) -> Sample:
+async def _client(port: int, model: str, variant: tuple[int | None, bool]) -> Sample:
+    import httpcore
+
     from apps.providers.base import ChatMessage, CompletionRequest, TextDelta
-    from apps.providers.http import shared_client_close
+    from apps.providers.http import POOL_SHARDS, PoolTransport, provider_client, tls_context_ready
     from apps.providers.openai_compat import OpenAICompatClient
 
-    client = OpenAICompatClient(base_url=f"http://127.0.0.1:{port}/v1", provider="bench", max_retries=0)
+    pools, anyio = variant
+    transport = PoolTransport(
+        ssl_context=await tls_context_ready(),
+        pools=POOL_SHARDS if pools is None else pools,
+        network_backend=httpcore.AnyIOBackend() if anyio else None,
+    )
+    http = provider_client(transport)
+    client = OpenAICompatClient(
+        base_url=f"http://127.0.0.1:{port}/v1", provider="bench", max_retries=0, http_client=http
+    )
     request = CompletionRequest(model=model, messages=[ChatMessage(role="user", content="hi")])
     counts = [0]
 
@@ -124,8 +153,38 @@ async def _client(port: int, model: str) -> Sample:
     started = time.process_time()
     await asyncio.gather(*(one() for _ in range(STREAMS)))
     cpu = time.process_time() - started
-    await shared_client_close()
+    await http.aclose()
     return Sample(counts[0], cpu)
+
+
+@dataclass
+class _Variant:
+    short: Sample = Sample(0, 0.0)
+    long: Sample = Sample(0, 0.0)
+    one: Sample = Sample(0, 0.0)
+
+    def add(self, model: str, sample: Sample) -> None:
+        old: Sample = getattr(self, model)
+        setattr(self, model, Sample(old.units + sample.units, old.cpu_s + sample.cpu_s))
+
+    @property
+    def chunk_us(self) -> float:
+        return _marginal_us(self.short, self.long)
+
+    @property
+    def stream_ms(self) -> float:
+        """CPU to open, read and close a one-token stream: the request's own cost, at ``STREAMS`` open."""
+        return self.one.cpu_s / max(self.one.units, 1) * 1e3
+
+
+def _client_variants(port: int) -> dict[str, _Variant]:
+    results = {name: _Variant() for name in VARIANTS}
+    names = list(VARIANTS)
+    for round_ in range(ROUNDS):
+        for name in names if round_ % 2 == 0 else names[::-1]:
+            for model in ("short", "long", "one"):
+                results[name].add(model, asyncio.run(_client(port, model, VARIANTS[name])))
+    return results
 
 
 # --- outbound --------------------------------------------------------------------------------------------
@@ -178,18 +237,27 @@ def run() -> None:
         if upstream.stdout.readline().strip() != b"ready":
             raise RuntimeError("the loopback upstream did not start")
         bare = [asyncio.run(_bare(port, model)) for model in ("short", "long")]
-        client = [asyncio.run(_client(port, model)) for model in ("short", "long")]
+        variants = _client_variants(port)
     finally:
         upstream.terminate()
         upstream.wait(timeout=10)
     outbound = [_outbound(SHORT), _outbound(LONG)]
 
-    bare_us, client_us, out_us = _marginal_us(*bare), _marginal_us(*client), _marginal_us(*outbound)
+    shipped = variants["as shipped"]
+    bare_us, client_us, out_us = _marginal_us(*bare), shipped.chunk_us, _marginal_us(*outbound)
     print(
         f"inbound, {STREAMS} concurrent upstream streams, 1 token per chunk: "
         f"bare asyncio socket read {bare_us:.0f} us per chunk; "
-        f"provider client (httpx + SSE + pydantic) {client_us:.0f} us per chunk"
+        f"provider client (httpx + SSE + pydantic) {client_us:.0f} us per chunk, "
+        f"{shipped.stream_ms:.2f} ms per stream opened and closed"
     )
+    for name, variant in variants.items():
+        if variant is not shipped:
+            print(
+                f"  with {name}: {variant.chunk_us:.0f} us per chunk "
+                f"(x{variant.chunk_us / shipped.chunk_us:.2f} of shipped), "
+                f"{variant.stream_ms:.2f} ms per stream (x{variant.stream_ms / shipped.stream_ms:.2f})"
+            )
     print(
         f"outbound, {SOCKETS} WebSockets x 3 streams: "
         f"Daphne alone (no Django, no Channels) {out_us:.0f} us per frame"

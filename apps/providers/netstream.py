@@ -1,4 +1,7 @@
-"""A plain-asyncio network backend for httpcore (under httpx): the streaming client's socket reads.
+"""A plain-asyncio network backend for httpcore: the streaming client's socket reads.
+
+It implements httpcore's documented ``AsyncNetworkBackend``/``AsyncNetworkStream`` interfaces, and
+``http.PoolTransport`` passes it to each ``httpcore.AsyncConnectionPool`` it builds (a constructor argument).
 
 httpcore's default backend goes through anyio, which on every read enters a cancel scope, looks up the
 running async library, yields to the loop once more and pauses and resumes the socket's reader (two
