@@ -22,10 +22,6 @@ raises ``ApiError`` (502 when every panel model failed, for instance).
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
-from typing import Any, Literal
-
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 from apps.api.calls import (
     ApiEvent,
@@ -39,35 +35,14 @@ from apps.api.calls import (
 )
 from apps.api.errors import ApiError
 from apps.api.fusion_runs import fusion_model_run
+from apps.api.plans import ApiPanelChoice, Plan, User
 from apps.api.schemas import FUSION_TOOL_NAME, ChatCompletionRequest, FusionPlugin, tool_choice_name
 from apps.api.selectors import fusion_slug, panel_default, panel_find
 from apps.api.server_tool import tool_run
 from apps.fusion.calls import usage_priced
-from apps.panels.models import Panel
 from apps.providers.base import CompletionRequest, ModelGateway, UnknownModelError
 
-User = AbstractBaseUser | AnonymousUser
-
-
 # --- the plan: what a request asks for, checked before anything runs ------------------------------------
-
-
-@dataclass
-class PanelChoice:
-    """The panel a fusion run uses, as the snapshot the turn freezes."""
-
-    snapshot: dict[str, Any]
-    panel: Panel | None
-    label: str
-
-
-@dataclass
-class Plan:
-    mode: Literal["plain", "fusion", "tool"]
-    # The model called directly (plain and tool modes); the requested id in fusion mode.
-    model: str
-    request: ChatCompletionRequest
-    choice: PanelChoice | None = None
 
 
 def completion_plan(*, user: User, request: ChatCompletionRequest, gateway: ModelGateway) -> Plan:
@@ -93,7 +68,9 @@ def completion_plan(*, user: User, request: ChatCompletionRequest, gateway: Mode
     return Plan(mode="tool", model=model, request=request, choice=_choice(user, None, plugin, gateway))
 
 
-def _choice(user: User, slug: str | None, plugin: FusionPlugin | None, gateway: ModelGateway) -> PanelChoice:
+def _choice(
+    user: User, slug: str | None, plugin: FusionPlugin | None, gateway: ModelGateway
+) -> ApiPanelChoice:
     choice = panel_choose(user=user, slug=slug or None, plugin=plugin)
     for model in {seat["model"] for seat in choice.snapshot["seats"]} | {
         choice.snapshot["judge"],
@@ -116,7 +93,7 @@ def _model_check(gateway: ModelGateway, model: str) -> str:
     return model
 
 
-def panel_choose(*, user: User, slug: str | None, plugin: FusionPlugin | None) -> PanelChoice:
+def panel_choose(*, user: User, slug: str | None, plugin: FusionPlugin | None) -> ApiPanelChoice:
     """The panel for a run: the model slug's panel, else the plugin's preset, else the default panel; then
     the plugin's explicit ``analysis_models`` (seats) and ``model`` (analyst) win over it, and its options
     are applied. ``ApiError`` 404 for a slug or preset that names no panel the user may use.
@@ -137,7 +114,7 @@ def panel_choose(*, user: User, slug: str | None, plugin: FusionPlugin | None) -
     snapshot = panel.snapshot()
     label = f"fusion/{panel.slug}"
     if plugin is None:
-        return PanelChoice(snapshot=snapshot, panel=panel, label=label)
+        return ApiPanelChoice(snapshot=snapshot, panel=panel, label=label)
     changed = False
     if plugin.analysis_models:
         snapshot["seats"] = [
@@ -159,8 +136,8 @@ def panel_choose(*, user: User, slug: str | None, plugin: FusionPlugin | None) -
     if changed:
         # No saved panel is what ran: the turn keeps the frozen copy only.
         snapshot.update(panel_id=None, name=f"{panel.name} (customised by the API)", slug="")
-        return PanelChoice(snapshot=snapshot, panel=None, label=f"{label}+plugin")
-    return PanelChoice(snapshot=snapshot, panel=panel, label=label)
+        return ApiPanelChoice(snapshot=snapshot, panel=None, label=f"{label}+plugin")
+    return ApiPanelChoice(snapshot=snapshot, panel=panel, label=label)
 
 
 # --- plain calls and the entry point ---------------------------------------------------------------------

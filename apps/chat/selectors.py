@@ -8,6 +8,7 @@ from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
 
 from apps.chat.models import Conversation, PanelAnswer, ShareLink, Turn
+from apps.chat.share_tokens import share_token_hash
 from apps.chat.state import TurnState, turn_state_from_db
 
 
@@ -62,8 +63,6 @@ def share_link_get_for(*, user: Any, conversation: Conversation, link_id: int) -
 
 def shared_conversation_get(*, token: str) -> Conversation:
     """The conversation behind a share token; ``Conversation.DoesNotExist`` for a wrong or revoked token."""
-    from apps.chat.services import share_token_hash
-
     if not token or len(token) > 100:
         raise Conversation.DoesNotExist
     link = (

@@ -22,13 +22,13 @@ from apps.chat.services import ChatError
 from apps.core.views import landing
 from apps.fusion.schemas import MAX_PROMPT_CHARS
 from apps.panels.models import Panel
+from apps.panels.runnability import panel_runnability
 from apps.panels.selectors import panel_get_for, panel_list_for
-from apps.panels.services import panel_runnability
 from apps.providers.registry import gateway_from_settings
 
 
 @dataclass
-class PanelChoice:
+class ComposerOption:
     """One option of the composer's panel chooser: ``reason`` says why it cannot run here (then it is
     disabled), ``warnings`` name models OpenRouter no longer lists (it may still run)."""
 
@@ -39,17 +39,17 @@ class PanelChoice:
     selected: bool
 
 
-def _panel_choices(
+def _composer_options(
     user: Any, conversation: Conversation | None, chosen: int | None = None
-) -> list[PanelChoice]:
+) -> list[ComposerOption]:
     panels = list(panel_list_for(user=user))
     default = panel_default_for_page(panels, conversation, chosen)
     gateway = gateway_from_settings()
-    choices = []
+    options = []
     for panel in panels:
         runnable, reasons, warnings = panel_runnability(panel=panel)
-        choices.append(
-            PanelChoice(
+        options.append(
+            ComposerOption(
                 panel=panel,
                 reason=None if runnable else " ".join(reasons),
                 warnings=warnings,
@@ -57,7 +57,7 @@ def _panel_choices(
                 selected=default is not None and panel.pk == default.pk,
             )
         )
-    return choices
+    return options
 
 
 def panel_default_for_page(
@@ -83,7 +83,7 @@ def _room_context(request: HttpRequest, conversation: Conversation | None, **ext
         "conversations": selectors.conversation_list_for(user=request.user),
         "turns": turns,
         "running": any(turn.running for turn in turns),
-        "panel_choices": _panel_choices(request.user, conversation, extra.pop("chosen_panel", None)),
+        "panel_choices": _composer_options(request.user, conversation, extra.pop("chosen_panel", None)),
         "max_prompt_chars": MAX_PROMPT_CHARS,
         # room.js sends no frame whose UTF-8 size passes the socket's limit (apps/chat/frames.py).
         "max_frame_bytes": MAX_FRAME_CHARS,

@@ -7,8 +7,8 @@ Panel answers reach the judge and the writer only inside delimited, labelled blo
     <<<END ANSWER seat=1>>>
 
 preceded by a line saying the blocks are data, not instructions. Any ``<<<`` run inside untrusted text is
-broken up first, so an answer cannot close its own block or forge another one. The offline demo judge and
-writer read this same format (``answer_blocks_parse``), so this module must stay free of Django.
+broken up first, so an answer cannot close its own block or forge another one. ``answer_blocks_parse`` reads
+the blocks back (the offline demo judge and writer, ``apps.fusion.demo_content``, do).
 """
 
 from __future__ import annotations
@@ -221,18 +221,3 @@ def writer_messages(
         *history_messages(history),
         ChatMessage(role="user", content=task),
     ]
-
-
-def question_parse(text: str) -> str:
-    """The question inside a judge or writer message ('' if none): the demo models read it back."""
-    match = re.search(r"<<<QUESTION>>>\n(.*?)\n<<<END QUESTION>>>", text, re.DOTALL)
-    return match.group(1) if match else ""
-
-
-def analysis_block_parse(text: str) -> str | None:
-    """The analysis JSON text inside a writer message, or None when the message has none."""
-    start = text.find(ANALYSIS_OPEN)
-    end = text.find(ANALYSIS_CLOSE, start + 1)
-    if start < 0 or end < 0:
-        return None
-    return text[start + len(ANALYSIS_OPEN) : end].strip()

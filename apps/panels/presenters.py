@@ -10,19 +10,19 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from apps.fusion.schemas import DEFAULT_DEADLINE_S, FusionOptions
+from apps.panels.costs import panel_estimate_cost, unpriced_models
 from apps.panels.forms import BuilderInput
 from apps.panels.models import Panel
-from apps.panels.services import (
+from apps.panels.runnability import (
     Runnability,
     catalog,
     model_info,
     model_is_known,
     model_route,
-    panel_estimate_cost,
     panel_runnability,
-    unpriced_models,
 )
 from apps.providers.catalog import ModelInfo
+from apps.providers.registry import gateway_from_settings
 
 PER_MILLION = 1_000_000
 
@@ -288,7 +288,7 @@ def estimate_context(*, panel: Panel | None, prompt_chars: int, history_chars: i
         "panel": panel,
         "estimate": estimate,
         "unpriced": [] if estimate is not None else unpriced_models(snapshot_or_panel=snapshot),
-        "all_demo": all(model.startswith("demo/") for model in snapshot_models(snapshot)),
+        "all_demo": all(map(gateway_from_settings().is_demo, snapshot_models(snapshot))),
         "runnability": panel_runnability(panel=snapshot),
         "seat_count": len(snapshot["seats"]),
     }

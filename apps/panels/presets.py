@@ -8,7 +8,7 @@ Every OpenRouter slug below was checked against OpenRouter's own model pages (th
 slug) and against the catalog snapshot shipped in ``apps/providers/data/openrouter_models.json``. The
 ``~vendor/...-latest`` slugs are OpenRouter aliases that follow each vendor's newest model, so they do not
 retire; dated slugs can, which is why saved panels and presets are re-checked against the live catalog
-whenever a key is set (``apps.panels.services.panel_runnability``).
+whenever a key is set (``apps.panels.runnability.panel_runnability``).
 """
 
 from __future__ import annotations

@@ -1,22 +1,20 @@
-"""What the panels app does: save, duplicate and delete custom panels, say whether a panel can run here, and
-estimate what a run costs.
+"""What the panel builder does: save, duplicate and delete custom panels.
 
 Contract used by the chatroom and the API (keep these signatures):
 
 - ``panel_save(*, owner, data, panel_id=None) -> Panel`` (raises ``PanelInvalid`` with per-field messages)
 - ``panel_duplicate(*, user, panel) -> Panel`` and ``panel_delete(*, user, panel_id) -> None``
-- ``panel_runnability(*, panel) -> Runnability(runnable, reasons, warnings)``
-- ``panel_estimate_cost(*, snapshot_or_panel, prompt_chars, history_chars) -> CostRange | None``
-- ``turn_cost_comparison(*, turn) -> CostComparison(actual, writer_alone)``
+
+Beside it, ``runnability.py`` (``panel_runnability(*, panel) -> Runnability(runnable, reasons, warnings)``)
+and ``costs.py`` (``panel_estimate_cost(*, snapshot_or_panel, prompt_chars, history_chars) -> CostRange |
+None``, ``turn_cost_comparison(*, turn) -> CostComparison(actual, writer_alone)``).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Mapping
+from typing import Any
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils.text import slugify
@@ -25,14 +23,7 @@ from pydantic import ValidationError
 from apps.fusion.schemas import MAX_SEATS, FusionOptions, SeatSpec
 from apps.panels.forms import OPTION_NAMES, BuilderInput
 from apps.panels.models import Panel, PanelMember
-from apps.providers.base import ProviderError
-from apps.providers.catalog import Catalog, ModelInfo, get_catalog
-from apps.providers.registry import gateway_from_settings
-
-if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-
-    User = AbstractBaseUser | AnonymousUser
+from apps.panels.runnability import model_is_known
 
 
 class PanelInvalid(ValueError):
@@ -47,124 +38,6 @@ class PanelInvalid(ValueError):
         super().__init__("; ".join(f"{key}: {message}" for key, message in errors.items()))
         self.errors = errors
 
-
-# --- where a model runs -----------------------------------------------------------------------------------
-
-
-def model_route(model: str) -> str:
-    """``"demo"``, ``"endpoint"`` (a configured OpenAI-compatible server) or ``"openrouter"``.
-
-    The same rule as ``apps.providers.registry``: ``demo/...`` is offline, ``<endpoint>/...`` goes to a
-    server named in ``FUSIONROOM_ENDPOINTS``, anything else to OpenRouter.
-    """
-    if model.startswith("demo/"):
-        return "demo"
-    prefix = model.split("/", 1)[0]
-    if "/" in model and prefix in settings.FUSIONROOM_ENDPOINTS:
-        return "endpoint"
-    return "openrouter"
-
-
-def catalog() -> Catalog:
-    """The model catalog: live (cached) with a key, else the shipped snapshot; never blocks an event loop."""
-    return get_catalog()
-
-
-def model_info(model: str) -> ModelInfo | None:
-    """The catalog's entry for ``model`` (live when a key is set, else the shipped snapshot), else None."""
-    return catalog().get(model)
-
-
-def model_is_known(model: str) -> bool:
-    """Whether a builder may offer ``model``: in the catalog, a demo model, or on a configured endpoint."""
-    route = model_route(model)
-    if route == "endpoint":
-        return bool(model.split("/", 1)[1])
-    return model_info(model) is not None
-
-
-# --- runnability ------------------------------------------------------------------------------------------
-
-
-class Runnability(NamedTuple):
-    """Whether a panel can run on this server now. ``reasons`` say why not (and what to set); ``warnings``
-    name models the live catalog no longer lists, which is worth fixing even when the panel still runs."""
-
-    runnable: bool
-    reasons: list[str]
-    warnings: list[str]
-
-
-def _panel_roles(panel: Panel | Mapping[str, Any]) -> tuple[list[str], str, str]:
-    if isinstance(panel, Panel):
-        return [member.model_id for member in panel.members.all()], panel.judge_model, panel.writer_model
-    seats = [str(seat.get("model", "")) for seat in panel.get("seats", [])]
-    return seats, str(panel.get("judge", "")), str(panel.get("writer", ""))
-
-
-def panel_runnability(*, panel: Panel | Mapping[str, Any]) -> Runnability:
-    """Check a panel (or a ``Panel.snapshot()``) against this server's configuration and OpenRouter's catalog.
-
-    Without ``OPENROUTER_API_KEY`` a panel that needs OpenRouter is not runnable (the reason says what to
-    set); demo models and models of configured endpoints run, unless the provider registry could never route
-    them (an id of no known shape, a demo model that does not exist). With a key every OpenRouter slug is
-    looked up in the live catalog: a missing one is a warning naming it; a missing writer, or every seat
-    missing, also makes the panel not runnable, since such a run could only fail.
-    """
-    seats, judge, writer = _panel_roles(panel)
-    reasons: list[str] = []
-    warnings: list[str] = []
-    if not seats:
-        reasons.append("This panel has no seats: add at least one model.")
-    roles = [(model, f"seat {index}") for index, model in enumerate(seats, start=1)]
-    roles += [(judge, "judge"), (writer, "writer")]
-    reasons += _unroutable(roles)
-    needs_openrouter = [model for model, _ in roles if model_route(model) == "openrouter"]
-    if needs_openrouter and not settings.OPENROUTER_API_KEY:
-        names = ", ".join(dict.fromkeys(needs_openrouter))
-        reasons.append(
-            f"Needs OpenRouter for {names}: set OPENROUTER_API_KEY (or use the demo panel, "
-            "or models of an endpoint configured in FUSIONROOM_ENDPOINTS)."
-        )
-        return Runnability(False, reasons, warnings)
-    missing: dict[str, list[str]] = {}
-    # Only a live catalog can say a slug is gone: the shipped snapshot is a small, dated subset.
-    if needs_openrouter and catalog().is_live:
-        for model, role in roles:
-            if model_route(model) == "openrouter" and model_info(model) is None:
-                missing.setdefault(model, []).append(role)
-    for model, model_roles in missing.items():
-        warnings.append(
-            f"{model} ({', '.join(model_roles)}) is not in OpenRouter's model list: it was retired or "
-            "renamed. Edit the panel to replace it."
-        )
-    if writer in missing:
-        reasons.append(f"The writer {writer} is not available, so no fused answer could be written.")
-    if seats and all(model in missing for model in seats):
-        reasons.append("None of the panel's models is available.")
-    return Runnability(not reasons, reasons, warnings)
-
-
-def _unroutable(roles: list[tuple[str, str]]) -> list[str]:
-    """What the provider registry says about models it could never route (an id of no known shape, a demo
-    model that does not exist), one reason per model. An OpenRouter slug without a key is not one of them:
-    the caller says what to set for those."""
-    gateway = gateway_from_settings()
-    problems: dict[str, tuple[str, list[str]]] = {}
-    for model, role in roles:
-        if model_route(model) == "openrouter" and not settings.OPENROUTER_API_KEY:
-            continue
-        if model in problems:
-            problems[model][1].append(role)
-            continue
-        try:
-            gateway.route(model)
-        except ProviderError as exc:
-            problems[model] = (exc.message, [role])
-    return [f"{', '.join(model_roles).capitalize()}: {message}" for message, model_roles in problems.values()]
-
-
-# --- validation and saving --------------------------------------------------------------------------------
 
 MAX_NAME_CHARS = 80  # Panel.name's max_length
 
@@ -366,143 +239,3 @@ def panel_delete(*, user: Any, panel_id: int) -> None:
     deleted, _ = Panel.objects.filter(pk=panel_id, owner_id=getattr(user, "pk", None)).delete()
     if not deleted:
         raise Panel.DoesNotExist(f"No panel {panel_id} of yours")
-
-
-# --- cost ---------------------------------------------------------------------------------------------------
-
-# How the estimate is made (shown next to it in the chatroom):
-# - tokens are approximated as characters / 4, rounded up;
-# - every seat reads the prompt, the conversation so far and its own system prompt;
-# - the judge reads that plus every answer and its own instructions; the writer reads that plus the analysis;
-# - "low" assumes short outputs (an answer of SHORT_ANSWER_TOKENS, an analysis of SHORT_ANALYSIS_TOKENS);
-#   "high" assumes every call writes max_completion_tokens (the bound the engine enforces);
-# - web tool fees and fetched pages are not counted; provider-side caching is ignored.
-CHARS_PER_TOKEN = 4
-SHORT_ANSWER_TOKENS = 400
-SHORT_ANALYSIS_TOKENS = 400
-JUDGE_INSTRUCTION_TOKENS = 600
-WRITER_INSTRUCTION_TOKENS = 300
-
-
-class CostRange(NamedTuple):
-    low: float
-    high: float
-
-
-class CostComparison(NamedTuple):
-    """What a finished turn cost, and about what its writer alone would have cost (None: unknown)."""
-
-    actual: float | None
-    writer_alone: float | None
-
-
-def tokens_for_chars(chars: int) -> int:
-    return math.ceil(max(chars, 0) / CHARS_PER_TOKEN)
-
-
-def _prices(model: str) -> tuple[float, float] | None:
-    """USD per token (prompt, completion): zero for demo models, None when the catalog does not know."""
-    if model_route(model) == "demo":
-        return 0.0, 0.0
-    info = model_info(model)
-    if info is None or info.prompt_price is None or info.completion_price is None:
-        return None
-    return info.prompt_price, info.completion_price
-
-
-def _call_cost(prices: tuple[float, float], prompt_tokens: int, completion_tokens: int) -> float:
-    return prices[0] * prompt_tokens + prices[1] * completion_tokens
-
-
-def _plan(snapshot_or_panel: Panel | Mapping[str, Any]) -> tuple[list[tuple[str, str]], str, str, int]:
-    if isinstance(snapshot_or_panel, Panel):
-        snapshot: Mapping[str, Any] = snapshot_or_panel.snapshot()
-    else:
-        snapshot = snapshot_or_panel
-    seats = [(str(seat["model"]), seat.get("system_prompt") or "") for seat in snapshot.get("seats", [])]
-    options = snapshot.get("options") or {}
-    max_tokens = int(options.get("max_completion_tokens") or FusionOptions().max_completion_tokens)
-    writer = str(snapshot.get("writer") or snapshot.get("judge") or "")
-    return seats, str(snapshot.get("judge", "")), writer, max_tokens
-
-
-def unpriced_models(*, snapshot_or_panel: Panel | Mapping[str, Any]) -> list[str]:
-    """The models of a panel whose price is unknown (why an estimate is None)."""
-    seats, judge, writer, _ = _plan(snapshot_or_panel)
-    models = dict.fromkeys([model for model, _ in seats] + [judge, writer])
-    return [model for model in models if _prices(model) is None]
-
-
-def panel_estimate_cost(
-    *, snapshot_or_panel: Panel | Mapping[str, Any], prompt_chars: int, history_chars: int
-) -> CostRange | None:
-    """The (low, high) USD cost of one run of this panel on a prompt of ``prompt_chars`` characters after a
-    conversation of ``history_chars``; None when any model's price is unknown. See the notes above."""
-    seats, judge, writer, max_tokens = _plan(snapshot_or_panel)
-    if not seats:
-        return None
-    prices = {model: _prices(model) for model in {model for model, _ in seats} | {judge, writer}}
-    known = {model: price for model, price in prices.items() if price is not None}
-    if len(known) != len(prices):
-        return None
-    context = tokens_for_chars(prompt_chars + history_chars)
-    bounds: list[float] = []
-    for answer, analysis in (
-        (min(SHORT_ANSWER_TOKENS, max_tokens), min(SHORT_ANALYSIS_TOKENS, max_tokens)),
-        (max_tokens, max_tokens),
-    ):
-        total = sum(
-            _call_cost(known[model], context + tokens_for_chars(len(system_prompt)), answer)
-            for model, system_prompt in seats
-        )
-        answers = answer * len(seats)
-        total += _call_cost(known[judge], context + answers + JUDGE_INSTRUCTION_TOKENS, analysis)
-        total += _call_cost(known[writer], context + answers + analysis + WRITER_INSTRUCTION_TOKENS, answer)
-        bounds.append(total)
-    return CostRange(low=bounds[0], high=bounds[1])
-
-
-def _writer_completion_tokens(turn: Any) -> int:
-    for step in (getattr(turn, "totals", None) or {}).get("steps", []):
-        if step.get("role") == "writer":
-            tokens = int((step.get("usage") or {}).get("completion_tokens") or 0)
-            if tokens:
-                return tokens
-    return tokens_for_chars(len(getattr(turn, "final_text", "") or ""))
-
-
-def history_chars_before(turns: Iterable[Any]) -> int:
-    """Characters of prompts and fused answers of earlier turns: what a next turn sends as history."""
-    return sum(len(turn.prompt or "") + len(turn.final_text or "") for turn in turns)
-
-
-def _turn_writer(turn: Any) -> str:
-    snapshot = getattr(turn, "panel_snapshot", None) or {}
-    return str(snapshot.get("writer") or getattr(turn, "writer", "") or "")
-
-
-def turn_cost_comparison(*, turn: Any, history_chars: int | None = None) -> CostComparison:
-    """The turn's recorded cost, and an estimate of asking its writer alone the same question.
-
-    ``turn`` is a ``chat.Turn`` or anything with the same attributes (``cost``, ``totals``, ``prompt``,
-    ``final_text``, and ``panel_snapshot`` or ``writer``). "Writer alone" is one call of the writer model
-    reading the prompt and ``history_chars`` characters of conversation before it, and writing an answer as
-    long as the fused one (the writer's recorded completion tokens). Prices from the catalog.
-
-    ``history_chars`` None: taken from ``turn.history_chars`` when present, else from the database for a
-    ``chat.Turn`` (``turn.conversation``), else 0. Pass it when calling from async code.
-    """
-    actual = getattr(turn, "cost", None)
-    if actual is None:
-        actual = ((getattr(turn, "totals", None) or {}).get("usage") or {}).get("cost")
-    writer = _turn_writer(turn)
-    prices = _prices(writer) if writer else None
-    if prices is None:
-        return CostComparison(actual=actual, writer_alone=None)
-    if history_chars is None:
-        history_chars = getattr(turn, "history_chars", None)
-    if history_chars is None and hasattr(turn, "conversation"):
-        history_chars = history_chars_before(turn.conversation.turns.filter(position__lt=turn.position))
-    prompt_tokens = tokens_for_chars(len(turn.prompt or "") + (history_chars or 0))
-    writer_alone = _call_cost(prices, prompt_tokens, _writer_completion_tokens(turn))
-    return CostComparison(actual=actual, writer_alone=writer_alone)

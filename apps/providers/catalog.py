@@ -54,6 +54,32 @@ class ModelInfo(BaseModel):
         )
 
 
+# The offline demo models (``apps/providers/demo.py``), always listed: free; only the judge takes a schema.
+DEMO_MODELS: list[ModelInfo] = [
+    ModelInfo(
+        id=model_id,
+        name=name,
+        context_length=32_768,
+        prompt_price=0.0,
+        completion_price=0.0,
+        supported_parameters=parameters,
+        provider="demo",
+        is_demo=True,
+    )
+    for model_id, name, parameters in (
+        ("demo/atlas", "Atlas (demo)", ["temperature", "max_tokens"]),
+        ("demo/birch", "Birch (demo)", ["temperature", "max_tokens"]),
+        ("demo/cedar", "Cedar (demo)", ["temperature", "max_tokens"]),
+        (
+            "demo/judge",
+            "Judge (demo)",
+            ["temperature", "max_tokens", "response_format", "structured_outputs"],
+        ),
+        ("demo/writer", "Writer (demo)", ["temperature", "max_tokens"]),
+    )
+]
+
+
 # --- OpenRouter's /models, validated ------------------------------------------------------------------
 
 
@@ -228,8 +254,6 @@ def snapshot_load(path: Path = SNAPSHOT_PATH) -> Catalog:
 
 
 def demo_models() -> list[ModelInfo]:
-    from apps.providers.demo import DEMO_MODELS  # demo imports this module: import at call time
-
     return list(DEMO_MODELS)
 
 

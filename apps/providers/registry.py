@@ -8,8 +8,10 @@ when ``OPENROUTER_API_KEY`` is set. Everything else is an ``UnknownModelError`` 
 
 from __future__ import annotations
 
+import importlib
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -23,6 +25,9 @@ from apps.providers.catalog import (
     get_catalog,
 )
 from apps.providers.openai_compat import OpenAICompatClient
+
+if TYPE_CHECKING:
+    from apps.providers.demo import RoleReply
 
 OPENROUTER = "openrouter"
 DEMO = "demo"
@@ -42,6 +47,8 @@ class GatewayConfig:
     endpoint_keys: tuple[tuple[str, str], ...] = ()
     public_url: str = "http://127.0.0.1:8000"
     demo_delay: float = 0.02
+    # "module.function" giving the demo judge's and writer's words (a ``RoleReply``); "": cedar's instead.
+    demo_role_reply: str = ""
     connect_timeout: float = 10.0
     read_timeout: float = 120.0
     total_timeout: float = 600.0
@@ -61,6 +68,7 @@ class GatewayConfig:
             endpoint_keys=catalog.endpoint_keys,
             public_url=settings.FUSIONROOM_PUBLIC_URL,
             demo_delay=settings.DEMO_MODEL_DELAY,
+            demo_role_reply=settings.DEMO_ROLE_REPLY,
             connect_timeout=settings.PROVIDER_CONNECT_TIMEOUT,
             read_timeout=settings.PROVIDER_READ_TIMEOUT,
             total_timeout=settings.PROVIDER_TOTAL_TIMEOUT,
@@ -162,7 +170,7 @@ class Gateway:
         if route == DEMO:
             from apps.providers.demo import DemoClient  # the demo module is optional weight for real runs
 
-            return DemoClient(delay=self.config.demo_delay)
+            return DemoClient(delay=self.config.demo_delay, role_reply=self._demo_role_reply())
         if route == OPENROUTER:
             return self._compat(
                 base_url=self.config.openrouter_base_url,
@@ -199,6 +207,14 @@ class Gateway:
             http_client=self._http,
             structured_output=self._structured_output,
         )
+
+    def _demo_role_reply(self) -> RoleReply | None:
+        # Named, not imported: it reads the engine's prompts, and the providers import nothing above them.
+        if not self.config.demo_role_reply:
+            return None
+        module, _, name = self.config.demo_role_reply.rpartition(".")
+        reply: RoleReply = getattr(importlib.import_module(module), name)
+        return reply
 
     def _structured_output(self, model: str) -> bool:
         info = self.model_info(model)

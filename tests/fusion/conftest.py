@@ -10,6 +10,7 @@ from typing import TypeVar
 
 import pytest
 
+from apps.fusion.demo_content import role_reply
 from apps.fusion.schemas import FusionEvent, FusionOptions, FusionRequest, PriorTurn, SeatSpec
 from apps.providers.base import (
     CompletionRequest,
@@ -199,4 +200,4 @@ def gateway(fake: FakeClient) -> FakeGateway:
 
 @pytest.fixture
 def demo_gateway() -> FakeGateway:
-    return FakeGateway(DemoClient(delay=0), demo=True)
+    return FakeGateway(DemoClient(delay=0, role_reply=role_reply), demo=True)

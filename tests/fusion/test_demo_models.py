@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from apps.fusion.analysis import analysis_parse, analysis_response_format
+from apps.fusion.demo_content import CONSIDERATIONS, analysis_compute, role_reply
 from apps.fusion.engine import run_fusion
 from apps.fusion.prompts import (
     PanelAnswerText,
@@ -25,7 +26,9 @@ from apps.providers.base import (
     UnknownModelError,
     UsageReport,
 )
-from apps.providers.demo import CONSIDERATIONS, DEMO_MODELS, DemoClient, analysis_compute, panel_answer
+from apps.providers.catalog import DEMO_MODELS
+from apps.providers.demo import DemoClient, panel_answer
+from apps.providers.registry import gateway_from_settings
 from tests.fusion.conftest import FakeGateway, events_collect, fusion_request, of_type
 
 QUESTION = "Which is better for a small team, PostgreSQL or MySQL?"
@@ -34,7 +37,7 @@ PANEL = ["demo/atlas", "demo/birch", "demo/cedar"]
 
 async def reply(model: str, messages: list[ChatMessage], **fields: Any) -> tuple[str, list[StreamChunk]]:
     request = CompletionRequest(model=model, messages=messages, **fields)
-    chunks = [chunk async for chunk in DemoClient(delay=0).stream(request)]
+    chunks = [chunk async for chunk in DemoClient(delay=0, role_reply=role_reply).stream(request)]
     return "".join(c.text for c in chunks if isinstance(c, TextDelta)), chunks
 
 
@@ -173,6 +176,27 @@ async def test_an_unknown_demo_model_is_refused() -> None:
         await reply("demo/nobody", [ChatMessage(role="user", content="Hi")])
 
     assert caught.value.status_code == 404
+
+
+async def test_the_gateway_built_from_settings_gives_the_demo_judge_its_words(settings: Any) -> None:
+    settings.DEMO_MODEL_DELAY = 0
+    messages = judge_messages(prompt=QUESTION, history=[], answers=answers_for(QUESTION))
+    request = CompletionRequest(model="demo/judge", messages=messages)
+
+    chunks = [chunk async for chunk in gateway_from_settings().client_for("demo/judge").stream(request)]
+
+    text = "".join(c.text for c in chunks if isinstance(c, TextDelta))
+    assert analysis_parse(text) == analysis_compute(answers=answers_for(QUESTION), question=QUESTION)
+
+
+async def test_without_their_words_the_demo_judge_and_writer_answer_as_the_analyst() -> None:
+    messages = judge_messages(prompt=QUESTION, history=[], answers=answers_for(QUESTION))
+    request = CompletionRequest(model="demo/judge", messages=messages)
+
+    chunks = [chunk async for chunk in DemoClient(delay=0).stream(request)]
+
+    text = "".join(c.text for c in chunks if isinstance(c, TextDelta))
+    assert text == panel_answer(model="demo/cedar", prompt=messages[-1].content or "").strip()
 
 
 def test_the_catalog_entries_are_labelled_demo_and_free() -> None:

@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from apps.panels.models import Panel, PanelMember
 from apps.panels.presets import PRESETS
-from apps.panels.services import panel_runnability
+from apps.panels.runnability import panel_runnability
 from tests.fakes.upstream import FakeUpstream
 from tests.panels.conftest import openrouter_model
 

@@ -13,14 +13,14 @@ from django.test import Client
 from django.urls import reverse
 
 from apps.chat.models import Conversation, Turn
-from apps.panels.models import Panel, PanelMember
-from apps.panels.services import (
+from apps.panels.costs import (
     CostComparison,
     CostRange,
     panel_estimate_cost,
     turn_cost_comparison,
     unpriced_models,
 )
+from apps.panels.models import Panel, PanelMember
 from tests.fakes.upstream import FakeUpstream
 from tests.panels.conftest import openrouter_model
 

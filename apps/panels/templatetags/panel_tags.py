@@ -11,11 +11,11 @@ from typing import Any
 
 from django import template
 
-from apps.panels.presenters import estimate_context
-from apps.panels.services import (
+from apps.panels.costs import (
     history_chars_before,
     turn_cost_comparison,
 )
+from apps.panels.presenters import estimate_context
 
 register = template.Library()
 

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
-from apps.core.management.commands.fuse import fuse_request_build
+from apps.chat.management.commands.fuse import fuse_request_build
 from tests.fakes.upstream import FakeUpstream, ModelScript
 
 QUESTION = "Which is better for a small team, PostgreSQL or MySQL?"

@@ -1,0 +1,149 @@
+"""What a run of a panel is likely to cost, and what a finished turn cost next to its writer alone."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
+
+from apps.fusion.schemas import FusionOptions
+from apps.panels.models import Panel
+from apps.providers.catalog import get_catalog
+from apps.providers.registry import gateway_from_settings
+
+# How the estimate is made (shown next to it in the chatroom):
+# - tokens are approximated as characters / 4, rounded up;
+# - every seat reads the prompt, the conversation so far and its own system prompt;
+# - the judge reads that plus every answer and its own instructions; the writer reads that plus the analysis;
+# - "low" assumes short outputs (an answer of SHORT_ANSWER_TOKENS, an analysis of SHORT_ANALYSIS_TOKENS);
+#   "high" assumes every call writes max_completion_tokens (the bound the engine enforces);
+# - web tool fees and fetched pages are not counted; provider-side caching is ignored.
+CHARS_PER_TOKEN = 4
+SHORT_ANSWER_TOKENS = 400
+SHORT_ANALYSIS_TOKENS = 400
+JUDGE_INSTRUCTION_TOKENS = 600
+WRITER_INSTRUCTION_TOKENS = 300
+
+
+class CostRange(NamedTuple):
+    low: float
+    high: float
+
+
+class CostComparison(NamedTuple):
+    """What a finished turn cost, and about what its writer alone would have cost (None: unknown)."""
+
+    actual: float | None
+    writer_alone: float | None
+
+
+def tokens_for_chars(chars: int) -> int:
+    return math.ceil(max(chars, 0) / CHARS_PER_TOKEN)
+
+
+def _prices(model: str) -> tuple[float, float] | None:
+    """USD per token (prompt, completion): zero for demo models, None when the catalog does not know."""
+    if gateway_from_settings().is_demo(model):
+        return 0.0, 0.0
+    info = get_catalog().get(model)
+    if info is None or info.prompt_price is None or info.completion_price is None:
+        return None
+    return info.prompt_price, info.completion_price
+
+
+def _call_cost(prices: tuple[float, float], prompt_tokens: int, completion_tokens: int) -> float:
+    return prices[0] * prompt_tokens + prices[1] * completion_tokens
+
+
+def _plan(snapshot_or_panel: Panel | Mapping[str, Any]) -> tuple[list[tuple[str, str]], str, str, int]:
+    if isinstance(snapshot_or_panel, Panel):
+        snapshot: Mapping[str, Any] = snapshot_or_panel.snapshot()
+    else:
+        snapshot = snapshot_or_panel
+    seats = [(str(seat["model"]), seat.get("system_prompt") or "") for seat in snapshot.get("seats", [])]
+    options = snapshot.get("options") or {}
+    max_tokens = int(options.get("max_completion_tokens") or FusionOptions().max_completion_tokens)
+    writer = str(snapshot.get("writer") or snapshot.get("judge") or "")
+    return seats, str(snapshot.get("judge", "")), writer, max_tokens
+
+
+def unpriced_models(*, snapshot_or_panel: Panel | Mapping[str, Any]) -> list[str]:
+    """The models of a panel whose price is unknown (why an estimate is None)."""
+    seats, judge, writer, _ = _plan(snapshot_or_panel)
+    models = dict.fromkeys([model for model, _ in seats] + [judge, writer])
+    return [model for model in models if _prices(model) is None]
+
+
+def panel_estimate_cost(
+    *, snapshot_or_panel: Panel | Mapping[str, Any], prompt_chars: int, history_chars: int
+) -> CostRange | None:
+    """The (low, high) USD cost of one run of this panel on a prompt of ``prompt_chars`` characters after a
+    conversation of ``history_chars``; None when any model's price is unknown. See the notes above."""
+    seats, judge, writer, max_tokens = _plan(snapshot_or_panel)
+    if not seats:
+        return None
+    prices = {model: _prices(model) for model in {model for model, _ in seats} | {judge, writer}}
+    known = {model: price for model, price in prices.items() if price is not None}
+    if len(known) != len(prices):
+        return None
+    context = tokens_for_chars(prompt_chars + history_chars)
+    bounds: list[float] = []
+    for answer, analysis in (
+        (min(SHORT_ANSWER_TOKENS, max_tokens), min(SHORT_ANALYSIS_TOKENS, max_tokens)),
+        (max_tokens, max_tokens),
+    ):
+        total = sum(
+            _call_cost(known[model], context + tokens_for_chars(len(system_prompt)), answer)
+            for model, system_prompt in seats
+        )
+        answers = answer * len(seats)
+        total += _call_cost(known[judge], context + answers + JUDGE_INSTRUCTION_TOKENS, analysis)
+        total += _call_cost(known[writer], context + answers + analysis + WRITER_INSTRUCTION_TOKENS, answer)
+        bounds.append(total)
+    return CostRange(low=bounds[0], high=bounds[1])
+
+
+def _writer_completion_tokens(turn: Any) -> int:
+    for step in (getattr(turn, "totals", None) or {}).get("steps", []):
+        if step.get("role") == "writer":
+            tokens = int((step.get("usage") or {}).get("completion_tokens") or 0)
+            if tokens:
+                return tokens
+    return tokens_for_chars(len(getattr(turn, "final_text", "") or ""))
+
+
+def history_chars_before(turns: Iterable[Any]) -> int:
+    """Characters of prompts and fused answers of earlier turns: what a next turn sends as history."""
+    return sum(len(turn.prompt or "") + len(turn.final_text or "") for turn in turns)
+
+
+def _turn_writer(turn: Any) -> str:
+    snapshot = getattr(turn, "panel_snapshot", None) or {}
+    return str(snapshot.get("writer") or getattr(turn, "writer", "") or "")
+
+
+def turn_cost_comparison(*, turn: Any, history_chars: int | None = None) -> CostComparison:
+    """The turn's recorded cost, and an estimate of asking its writer alone the same question.
+
+    ``turn`` is a ``chat.Turn`` or anything with the same attributes (``cost``, ``totals``, ``prompt``,
+    ``final_text``, and ``panel_snapshot`` or ``writer``). "Writer alone" is one call of the writer model
+    reading the prompt and ``history_chars`` characters of conversation before it, and writing an answer as
+    long as the fused one (the writer's recorded completion tokens). Prices from the catalog.
+
+    ``history_chars`` None: taken from ``turn.history_chars`` when present, else from the database for a
+    ``chat.Turn`` (``turn.conversation``), else 0. Pass it when calling from async code.
+    """
+    actual = getattr(turn, "cost", None)
+    if actual is None:
+        actual = ((getattr(turn, "totals", None) or {}).get("usage") or {}).get("cost")
+    writer = _turn_writer(turn)
+    prices = _prices(writer) if writer else None
+    if prices is None:
+        return CostComparison(actual=actual, writer_alone=None)
+    if history_chars is None:
+        history_chars = getattr(turn, "history_chars", None)
+    if history_chars is None and hasattr(turn, "conversation"):
+        history_chars = history_chars_before(turn.conversation.turns.filter(position__lt=turn.position))
+    prompt_tokens = tokens_for_chars(len(turn.prompt or "") + (history_chars or 0))
+    writer_alone = _call_cost(prices, prompt_tokens, _writer_completion_tokens(turn))
+    return CostComparison(actual=actual, writer_alone=writer_alone)
