@@ -23,9 +23,17 @@ setup: $(STAMP)
 migrate: setup
 	$(BIN)/python manage.py migrate --noinput
 
+# With DATABASE_URL and REDIS_URL both set: one Daphne per core on one port (fusionroom/serve.py; WEB_WORKERS
+# sets another number). Otherwise one Daphne, which needs no set-up. Migrations and static files come first.
+ifneq ($(and $(DATABASE_URL),$(REDIS_URL)),)
+SERVE = $(BIN)/python -m fusionroom.serve --host $(HOST) --port $(PORT)
+else
+SERVE = $(BIN)/daphne -b $(HOST) -p $(PORT) fusionroom.asgi:application
+endif
+
 run: migrate
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
-	$(BIN)/daphne -b $(HOST) -p $(PORT) fusionroom.asgi:application
+	$(SERVE)
 
 lint: setup
 	$(BIN)/ruff check .
