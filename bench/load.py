@@ -1,25 +1,36 @@
-"""Chatroom load: N conversations at once, each a 3-seat fusion, over real WebSockets against one Daphne.
+"""Chatroom load: N conversations at once, each a 3-seat fusion, over real WebSockets against the server.
 
-``python -m bench --only load`` (or ``python -m bench.load --sizes 50 200``). For each size it starts
+``python -m bench --only load`` (or ``python -m bench.load --sizes 50 200``). Two set-ups:
+
+- ``sqlite``: one Daphne on a fresh SQLite database with the in-memory channel layer (``make run`` as is);
+- ``postgres``: the supervisor (``python -m fusionroom.serve``) with 1 and then 2 Daphne workers on one port,
+  on PostgreSQL (``DATABASE_URL``) and Redis (``REDIS_URL``), which must be set: as for ``make drill``, give
+  it a database and a Redis database of its own (it migrates the database and adds its rows there). Without
+  them it is skipped with a note. It runs 1 token per chunk and ends with the ratio of the two capacities.
+
+For each size it starts
 
 - the loopback upstream (``tests/fakes/upstream.py``) in a process of its own, configured as the endpoint
   ``bench`` (``FUSIONROOM_ENDPOINTS``): seats ``bench/a|b|c``, judge and writer, each answer streamed at a
   steady pace;
-- one Daphne process serving the app on a fresh SQLite database;
+- the server: one Daphne process on a fresh SQLite database, or the supervisor and its workers (all of
+  them have accepted a connection before the clients start);
 - N WebSocket clients, one per conversation, which all send their prompt at once and read until the turn ends.
 
 Printed: tokens relayed per second (text deltas reaching the clients), the delay from a token leaving the
-upstream to reaching its client (p50/p99/max), errors (error frames, turns not done, broken sockets) and the
-peak memory (VmHWM) of the Daphne process. The upstream stamps each chunk's send time (``x_sent_at``); that
-field stops at the provider client, so this benchmark's upstream also writes the same clock reading into the
-token text, where the client can read it back. The clients run on the same machine (same clock). The CPU
-time of the upstream and of the clients (this process) is printed too: on a small machine they share the
-cores with Daphne, and a saturated load generator would distort the figures.
+upstream to reaching its client (p50/p99/max), errors (error frames, turns not done, broken sockets), the
+peak memory (VmHWM) of the Daphne process (the largest worker's) and its CPU time while the clients ran (the
+workers' sum, and each one's share; start-up is left out). The upstream stamps each chunk's send time
+(``x_sent_at``); that field stops at the provider client, so this benchmark's upstream also writes the same
+clock reading into the token text, where the client can read it back. The clients run on the same machine
+(same clock). The CPU time of the upstream and of the clients (this process) is printed too: on a small
+machine they share the cores with Daphne, and a saturated load generator would distort the figures.
 
-Two workloads. The original: every chunk carries one token (20 chunks/s per answer), the worst case for a
-relay, whose cost is per chunk. And a realistic one: OpenRouter's streams usually carry several tokens per
-chunk (the upstream provider's own batching), so ``--tokens-per-chunk 4`` streams the same answers at the
-same token rate in a quarter of the chunks. Both print the chunks/s they demand of Daphne.
+Two workloads (the ``sqlite`` set-up runs both). The original: every chunk carries one token (20 chunks/s
+per answer), the worst case for a relay, whose cost is per chunk. And a realistic one: OpenRouter's streams
+usually carry several tokens per chunk (the upstream provider's own batching), so ``--tokens-per-chunk 4``
+streams the same answers at the same token rate in a quarter of the chunks. Both print the chunks/s they
+demand of Daphne.
 
 ``--capacity`` adds a short bounded search (a few runs, bisecting between sizes) for the largest number of
 concurrent runs whose upstream->client p99 stays under ``P99_TARGET_MS`` with no error.
@@ -29,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import json
 import os
@@ -39,9 +51,13 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from fusionroom.serve import database_is_sqlite
+from tests import processes
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = (50, 200)
@@ -52,6 +68,12 @@ TOKENS_PER_S = 20.0
 TOKENS_PER_CHUNK = 1
 P99_TARGET_MS = 50.0
 CAPACITY_PROBES = 5
+SETUPS = ("sqlite", "postgres")
+# Sockets the clients open at once. Pages open theirs in turn, not in the same millisecond; and handshakes in
+# a burst favour whichever worker wakes first (it accepts every one waiting), while connections made one after
+# another go to one worker or the other at random (10 sockets: from 3 + 7 to 7 + 3 here).
+CONNECTS_AT_ONCE = 1
+WORKERS = (1, 2)
 RUN_TIMEOUT_S = 120.0
 STAMP = re.compile(r"\u27e6(\d+\.\d+)\u27e7")
 WORD = re.compile(r"word\d+")
@@ -69,6 +91,8 @@ class Result:
     done: int = 0
     peak_rss_mb: float = 0.0
     cpu_s: float = 0.0
+    worker_cpu_s: list[float] = field(default_factory=list)
+    sockets: list[int] = field(default_factory=list)
     upstream_cpu_s: float = 0.0
     client_cpu_s: float = 0.0
 
@@ -92,9 +116,15 @@ class Result:
             f"{self.tokens:,} tokens relayed ({rate:,.0f}/s); upstream->client delay "
             f"p50 {pct(0.50):.1f} ms, p99 {pct(0.99):.1f} ms, max {worst:.1f} ms; "
             f"errors {len(self.errors)}; Daphne peak memory {self.peak_rss_mb:.0f} MiB, "
-            f"CPU {self.cpu_s:.1f} s ({self.cpu_s / max(self.chunks, 1) * 1e6:.0f} us per chunk); "
-            f"upstream CPU {self.upstream_cpu_s:.1f} s, clients CPU {self.client_cpu_s:.1f} s"
+            f"CPU {self.cpu_s:.1f} s{self._split()} ({self.cpu_s / max(self.chunks, 1) * 1e6:.0f} us per "
+            f"chunk); upstream CPU {self.upstream_cpu_s:.1f} s, clients CPU {self.client_cpu_s:.1f} s"
         )
+
+    def _split(self) -> str:
+        if len(self.worker_cpu_s) < 2:
+            return ""
+        cpu = " + ".join(f"{seconds:.1f}" for seconds in self.worker_cpu_s)
+        return f" (workers {cpu} s, with {' + '.join(map(str, self.sockets))} sockets)"
 
 
 # --- the upstream process -------------------------------------------------------------------------------
@@ -191,8 +221,7 @@ def _wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0
 
 
 def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return processes.cpu_seconds(pid)
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -202,34 +231,61 @@ def _peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def _client(url: str, origin: str, cookie: str, panel: int, result: Result) -> None:
+@dataclass
+class _Start:
+    """The clients' starting line: sockets open ``CONNECTS_AT_ONCE`` at a time; every prompt goes once all are
+    open."""
+
+    expected: int
+    opening: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(CONNECTS_AT_ONCE))
+    all_open: asyncio.Event = field(default_factory=asyncio.Event)
+    go: asyncio.Event = field(default_factory=asyncio.Event)
+    arrived: int = 0
+
+    def arrive(self) -> None:
+        self.arrived += 1
+        if self.arrived == self.expected:
+            self.all_open.set()
+
+
+async def _client(url: str, origin: str, cookie: str, panel: int, result: Result, start: _Start) -> None:
     from websockets.asyncio.client import connect
     from websockets.typing import Origin
 
     try:
-        async with connect(
-            url,
-            origin=Origin(origin),
-            additional_headers={"Cookie": cookie},
-            max_size=2**22,
-            open_timeout=60,
-        ) as ws:
+        async with start.opening:
+            ws = await connect(
+                url,
+                origin=Origin(origin),
+                additional_headers={"Cookie": cookie},
+                max_size=2**22,
+                open_timeout=60,
+            )
             hello = json.loads(await ws.recv())
+    except Exception as exc:
+        result.errors.append(f"{type(exc).__name__}: {exc}")
+        return
+    finally:
+        start.arrive()
+    try:
+        async with ws:
             if hello.get("type") != "hello":
                 result.errors.append(f"first frame {hello.get('type')}")
                 return
+            await start.go.wait()
             await ws.send(json.dumps({"type": "send", "prompt": PROMPT, "panel": panel}))
             async with asyncio.timeout(RUN_TIMEOUT_S):
                 async for raw in ws:
                     now = time.time()
                     frame = json.loads(raw)
                     kind = frame.get("type")
-                    if kind == "delta":
-                        text = frame["text"]
-                        for stamp in STAMP.findall(text):
-                            result.delays_ms.append((now - float(stamp)) * 1000)
-                            result.chunks += 1
-                        result.tokens += len(WORD.findall(text))
+                    if kind == "deltas":
+                        for delta in frame["deltas"]:
+                            text = delta["text"]
+                            for stamp in STAMP.findall(text):
+                                result.delays_ms.append((now - float(stamp)) * 1000)
+                                result.chunks += 1
+                            result.tokens += len(WORD.findall(text))
                     elif kind == "error":
                         result.errors.append(f"error frame: {frame.get('message')}")
                         return
@@ -243,21 +299,61 @@ async def _client(url: str, origin: str, cookie: str, panel: int, result: Result
         result.errors.append(f"{type(exc).__name__}: {exc}")
 
 
-async def _drive(base: str, prepared: dict[str, Any], result: Result) -> None:
+async def _drive(base: str, prepared: dict[str, Any], result: Result, pids: list[int]) -> None:
+    """Open every socket first, then send every prompt at once: the runs, not the handshakes, are the load."""
     origin = base.replace("ws://", "http://")
-    started = time.perf_counter()
+    start = _Start(expected=len(prepared["ids"]))
     cpu_started = time.process_time()
-    await asyncio.gather(
-        *(
-            _client(f"{base}/ws/conversations/{cid}/", origin, prepared["cookie"], prepared["panel"], result)
-            for cid in prepared["ids"]
+    clients = [
+        asyncio.create_task(
+            _client(
+                f"{base}/ws/conversations/{cid}/",
+                origin,
+                prepared["cookie"],
+                prepared["panel"],
+                result,
+                start,
+            )
         )
-    )
+        for cid in prepared["ids"]
+    ]
+    await start.all_open.wait()
+    result.sockets = list(processes.connections_by_pid(pids, int(base.rsplit(":", 1)[1])).values())
+    started = time.perf_counter()
+    start.go.set()
+    await asyncio.gather(*clients)
     result.wall_s = time.perf_counter() - started
     result.client_cpu_s = time.process_time() - cpu_started
 
 
-def _scenario(size: int, env: dict[str, str], upstream_port: int, upstream_pid: int) -> Result:
+def _server(port: int, env: dict[str, str], workers: int | None, log: Any) -> subprocess.Popen[bytes]:
+    """One Daphne (``workers`` None: the SQLite set-up), or the supervisor with ``workers`` Daphnes."""
+    if workers is None:
+        command = ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "fusionroom.asgi:application"]
+    else:
+        command = ["-m", "fusionroom.serve", "--port", str(port), "--workers", str(workers)]
+        command += ["--", "--access-log", os.devnull]
+    return subprocess.Popen(
+        [sys.executable, *command], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log
+    )
+
+
+def _worker_pids(server: subprocess.Popen[bytes], port: int, workers: int | None) -> list[int]:
+    """The processes that serve: Daphne itself, or the supervisor's workers once each accepts connections."""
+    if workers is None:
+        return [server.pid]
+    deadline = time.monotonic() + 60
+    while len(pids := processes.children(server.pid)) < workers:
+        if server.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the supervisor did not start {workers} workers")
+        time.sleep(0.1)
+    processes.wait_accepting(pids, port)
+    return pids
+
+
+def _scenario(
+    size: int, env: dict[str, str], upstream_port: int, upstream_pid: int, workers: int | None = None
+) -> Result:
     prepared = json.loads(
         subprocess.run(
             [sys.executable, "-m", "bench.load", "--prepare", str(size)],
@@ -268,31 +364,33 @@ def _scenario(size: int, env: dict[str, str], upstream_port: int, upstream_pid: 
         ).stdout.decode()
     )
     port = _free_port()
-    daphne = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "fusionroom.asgi:application"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
     result = Result(size=size)
-    try:
-        _wait_http(f"http://127.0.0.1:{port}/accounts/login/", daphne)
-        upstream_cpu = _cpu_seconds(upstream_pid)
-        asyncio.run(_drive(f"ws://127.0.0.1:{port}", prepared, result))
-        result.upstream_cpu_s = _cpu_seconds(upstream_pid) - upstream_cpu
-        result.peak_rss_mb = _peak_rss_mb(daphne.pid)
-        result.cpu_s = _cpu_seconds(daphne.pid)
-    finally:
-        daphne.terminate()
+    # A file, not a pipe: nobody reads a pipe during the run, and a full one would stall the server.
+    with tempfile.TemporaryFile() as log:
+        server = _server(port, env, workers, log)
         try:
-            _out, err = daphne.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            daphne.kill()
-            _out, err = daphne.communicate()
-        tail = err.decode(errors="replace").strip().splitlines()[-5:]
-        if result.errors and tail:
-            print("  Daphne said: " + " | ".join(tail))
+            _wait_http(f"http://127.0.0.1:{port}/accounts/login/", server)
+            pids = _worker_pids(server, port, workers)
+            cpu_before = [_cpu_seconds(pid) for pid in pids]
+            upstream_cpu = _cpu_seconds(upstream_pid)
+            asyncio.run(_drive(f"ws://127.0.0.1:{port}", prepared, result, pids))
+            result.upstream_cpu_s = _cpu_seconds(upstream_pid) - upstream_cpu
+            result.peak_rss_mb = max(_peak_rss_mb(pid) for pid in pids)
+            result.worker_cpu_s = [_cpu_seconds(pid) - cpu for pid, cpu in zip(pids, cpu_before, strict=True)]
+            result.cpu_s = sum(result.worker_cpu_s)
+            if workers is not None and processes.children(server.pid) != pids:
+                result.errors.append("a worker was restarted during the run")
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+            log.seek(0)
+            tail = log.read().decode(errors="replace").strip().splitlines()[-5:]
+            if result.errors and tail:
+                print("  Daphne said: " + " | ".join(tail))
     return result
 
 
@@ -312,15 +410,16 @@ def _measure(
     upstream: tuple[int, int],
     chunks_per_s: float,
     results: dict[int, Result],
+    workers: int | None = None,
 ) -> Result:
     load_before = os.getloadavg()[0]
     print(f"  [{size} runs: {size * chunks_per_s:,.0f} chunks/s demanded]", flush=True)
-    result = results[size] = _scenario(size, env, *upstream)
+    result = results[size] = _scenario(size, env, *upstream, workers=workers)
     _report(result, load_before)
     return result
 
 
-def _capacity(measure: Any, sizes: tuple[int, ...], known: dict[int, Result]) -> None:
+def _capacity(measure: Any, sizes: tuple[int, ...], known: dict[int, Result]) -> int:
     """Bisect for the most concurrent runs with p99 under target and no error, in a few probes."""
     good = max((size for size, r in known.items() if r.ok()), default=0)
     bad = min((size for size, r in known.items() if not r.ok()), default=max(sizes) * 2)
@@ -340,61 +439,136 @@ def _capacity(measure: Any, sizes: tuple[int, ...], known: dict[int, Result]) ->
         )
     else:
         print(f"capacity: even {bad} concurrent runs miss p99 {P99_TARGET_MS:.0f} ms")
+    return good
 
 
-def run(
-    sizes: tuple[int, ...] = SIZES, *, tokens_per_chunk: tuple[int, ...] = (1, 4), capacity: bool = True
-) -> None:
+@contextlib.contextmanager
+def _upstream(env: dict[str, str], per_chunk: int) -> Iterator[tuple[int, int]]:
+    """The loopback upstream in a process of its own, set as ``env``'s ``bench`` endpoint: (port, pid)."""
+    upstream_port = _free_port()
+    env["FUSIONROOM_ENDPOINTS"] = f"bench=http://127.0.0.1:{upstream_port}/v1"
+    command = [sys.executable, "-m", "bench.load", "--upstream", str(upstream_port)]
+    upstream = subprocess.Popen(
+        [*command, "--tokens-per-chunk", str(per_chunk)], cwd=ROOT, env=env, stdout=subprocess.PIPE
+    )
+    try:
+        assert upstream.stdout is not None
+        if upstream.stdout.readline().strip() != b"ready":
+            raise RuntimeError("the loopback upstream did not start")
+        yield upstream_port, upstream.pid
+    finally:
+        upstream.terminate()
+        upstream.wait(timeout=10)
+
+
+def _workload(per_chunk: int, server: str) -> float:
+    """Print what one run asks of the server; return the chunks per second it demands."""
+    chunks_per_s = len(SEATS) * TOKENS_PER_S / per_chunk
+    print(
+        f"each run: {len(SEATS)} seats + judge + writer, {ANSWER_WORDS} tokens per answer "
+        f"at {TOKENS_PER_S:.0f} tokens/s, {per_chunk} token(s) per chunk "
+        f"({chunks_per_s:.0f} chunks/s per run while the panel streams), over the loopback "
+        f"upstream; {server}"
+    )
+    return chunks_per_s
+
+
+def _bench_env(**settings: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DEBUG": "1",
+        "PROVIDER_MAX_RETRIES": "0",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "LOG_LEVEL": "WARNING",
+        "PYTHONUNBUFFERED": "1",
+        **settings,
+    }
+
+
+def _migrate(env: dict[str, str]) -> None:
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True
+    )
+
+
+def run_sqlite(sizes: tuple[int, ...], *, tokens_per_chunk: tuple[int, ...], capacity: bool) -> None:
+    """One Daphne on SQLite with the in-memory channel layer, for each workload."""
     with tempfile.TemporaryDirectory(prefix="fusionroom-load-") as tmp:
-        env = {
-            **os.environ,
-            "DEBUG": "1",
-            "DATABASE_URL": f"sqlite:///{Path(tmp) / 'load.sqlite3'}",
-            "PROVIDER_MAX_RETRIES": "0",
-            "ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "LOG_LEVEL": "WARNING",
-            "PYTHONUNBUFFERED": "1",
-        }
+        env = _bench_env(DATABASE_URL=f"sqlite:///{Path(tmp) / 'load.sqlite3'}")
         env.pop("REDIS_URL", None)
-        subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True
-        )
+        _migrate(env)
         for per_chunk in tokens_per_chunk:
-            upstream_port = _free_port()
-            env["FUSIONROOM_ENDPOINTS"] = f"bench=http://127.0.0.1:{upstream_port}/v1"
-            command = [sys.executable, "-m", "bench.load", "--upstream", str(upstream_port)]
-            upstream = subprocess.Popen(
-                [*command, "--tokens-per-chunk", str(per_chunk)],
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.PIPE,
-            )
-            try:
-                assert upstream.stdout is not None
-                if upstream.stdout.readline().strip() != b"ready":
-                    raise RuntimeError("the loopback upstream did not start")
-                chunks_per_s = len(SEATS) * TOKENS_PER_S / per_chunk
-                print(
-                    f"each run: {len(SEATS)} seats + judge + writer, {ANSWER_WORDS} tokens per answer "
-                    f"at {TOKENS_PER_S:.0f} tokens/s, {per_chunk} token(s) per chunk "
-                    f"({chunks_per_s:.0f} chunks/s per run while the panel streams), over the loopback "
-                    "upstream; one Daphne, SQLite"
-                )
+            with _upstream(env, per_chunk) as upstream:
                 results: dict[int, Result] = {}
                 measure = functools.partial(
                     _measure,
                     env=env,
-                    upstream=(upstream_port, upstream.pid),
-                    chunks_per_s=chunks_per_s,
+                    upstream=upstream,
+                    chunks_per_s=_workload(per_chunk, "one Daphne, SQLite"),
                     results=results,
                 )
                 for size in sizes:
                     measure(size)
                 if capacity:
                     _capacity(measure, sizes, results)
-            finally:
-                upstream.terminate()
-                upstream.wait(timeout=10)
+
+
+def run_postgres(sizes: tuple[int, ...], *, workers: tuple[int, ...], capacity: bool) -> None:
+    """The supervisor with each number of ``workers`` on PostgreSQL + Redis, 1 token per chunk."""
+    database_url, redis_url = os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", "")
+    if not redis_url or database_is_sqlite(database_url):
+        print(
+            "PostgreSQL + Redis, 1 and 2 processes: skipped (set DATABASE_URL to a PostgreSQL database and "
+            "REDIS_URL to a Redis database, both the bench's own)"
+        )
+        return
+    env = _bench_env(DATABASE_URL=database_url, REDIS_URL=redis_url)
+    _migrate(env)
+    capacities: dict[int, int] = {}
+    with _upstream(env, TOKENS_PER_CHUNK) as upstream:
+        for count in workers:
+            results: dict[int, Result] = {}
+            measure = functools.partial(
+                _measure,
+                env=env,
+                upstream=upstream,
+                chunks_per_s=_workload(
+                    TOKENS_PER_CHUNK,
+                    f"{count} Daphne process(es) on one port (python -m fusionroom.serve --workers {count}), "
+                    f"PostgreSQL + Redis, {os.cpu_count()} CPUs",
+                ),
+                results=results,
+                workers=count,
+            )
+            for size in sizes:
+                measure(size)
+            if capacity:
+                capacities[count] = _capacity(measure, sizes, results)
+    if len(capacities) < 2:
+        return
+    base = min(capacities)
+    for count, runs in sorted(capacities.items()):
+        if count == base:
+            continue
+        compared = f"{runs} vs {capacities[base]} concurrent runs under p99 {P99_TARGET_MS:.0f} ms"
+        if capacities[base]:
+            print(f"{count} processes: {runs / capacities[base]:.2f}x the capacity of {base} ({compared})")
+        else:
+            print(f"{count} processes against {base}: no ratio, {base} held none ({compared})")
+
+
+def run(
+    sizes: tuple[int, ...] = SIZES,
+    *,
+    tokens_per_chunk: tuple[int, ...] = (1, 4),
+    capacity: bool = True,
+    setups: tuple[str, ...] = SETUPS,
+    workers: tuple[int, ...] = WORKERS,
+) -> None:
+    if "sqlite" in setups:
+        run_sqlite(sizes, tokens_per_chunk=tokens_per_chunk, capacity=capacity)
+    if "postgres" in setups:
+        run_postgres(sizes, workers=workers, capacity=capacity)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -404,6 +578,16 @@ def main(argv: list[str] | None = None) -> None:
         "--tokens-per-chunk", nargs="+", type=int, default=[1, 4], help="workloads to run (default: 1 4)"
     )
     parser.add_argument("--no-capacity", action="store_true", help="skip the capacity search")
+    parser.add_argument(
+        "--setups", nargs="+", choices=SETUPS, default=list(SETUPS), help="set-ups to run (default: both)"
+    )
+    parser.add_argument(
+        "--workers",
+        nargs="+",
+        type=int,
+        default=list(WORKERS),
+        help="postgres set-up: processes (default: 1 2)",
+    )
     parser.add_argument("--upstream", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--prepare", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -412,7 +596,13 @@ def main(argv: list[str] | None = None) -> None:
     elif args.prepare:
         _prepare(args.prepare)
     else:
-        run(tuple(args.sizes), tokens_per_chunk=tuple(args.tokens_per_chunk), capacity=not args.no_capacity)
+        run(
+            tuple(args.sizes),
+            tokens_per_chunk=tuple(args.tokens_per_chunk),
+            capacity=not args.no_capacity,
+            setups=tuple(args.setups),
+            workers=tuple(args.workers),
+        )
 
 
 if __name__ == "__main__":

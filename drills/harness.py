@@ -273,13 +273,14 @@ class Viewer:
             self.hello = frame
         elif kind == "error":
             self.errors.append(str(frame.get("message")))
-        elif kind == "delta":
-            key = "final" if frame.get("final") else f"seat-{frame['seat']}"
-            if frame.get("reasoning"):
-                key += "-reasoning"
-            column = self.column(int(frame["turn"]), key)
-            column.deltas += 1
-            self._count(column.extend(int(frame["offset"]), str(frame["text"]), at))
+        elif kind == "deltas":
+            for delta in frame["deltas"]:
+                key = "final" if delta.get("final") else f"seat-{delta['seat']}"
+                if delta.get("reasoning"):
+                    key += "-reasoning"
+                column = self.column(int(delta["turn"]), key)
+                column.deltas += 1
+                self._count(column.extend(int(delta["offset"]), str(delta["text"]), at))
         elif kind in ("snapshot", "html"):
             turn = int(frame["turn"])
             if turn not in self.status:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from apps.chat.recorder import loss_bound_seconds
+from apps.chat.flusher import loss_bound_seconds
 from drills.harness import (
     DrillFailed,
     SavedTurn,
@@ -261,7 +261,7 @@ async def drill_follow(cluster: Cluster) -> str:
     finally:
         await _close(on_a, on_b)
     return (
-        f"run on A, viewer on B: {deltas} delta frames, first {first_ms:.0f} ms after the send; "
+        f"run on A, viewer on B: {deltas} deltas, first {first_ms:.0f} ms after the send; "
         f"{compared:,} characters (3 seats + fused answer) rebuilt on B == saved; no gap, no duplicate"
     )
 

@@ -143,8 +143,9 @@ if REDIS_URL:
     CHANNEL_LAYERS = {"default": redis_channel_layer(REDIS_URL)}
 else:
     CHANNEL_LAYERS = {
-        # Channels' in-memory layer with O(1) work per message (apps/chat/layers.py).
-        "default": {"BACKEND": "apps.chat.layers.LeanInMemoryChannelLayer", "CONFIG": {"capacity": 1500}}
+        # One process: Channels' layer interface with the same work per message whatever the number of
+        # sockets (apps/chat/layers.py).
+        "default": {"BACKEND": "apps.chat.layers.InProcessChannelLayer", "CONFIG": {"capacity": 1500}}
     }
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -214,6 +215,8 @@ PROVIDER_TOTAL_TIMEOUT = env_float("PROVIDER_TOTAL_TIMEOUT", 600.0, minimum=1.0)
 PROVIDER_MAX_RETRIES = env_int("PROVIDER_MAX_RETRIES", 3, minimum=0)
 # Seconds per streamed word of the offline demo models; tests set it to 0.
 DEMO_MODEL_DELAY = env_float("DEMO_MODEL_DELAY", 0.02, minimum=0.0)
+# What the demo judge and writer say. It reads the engine's prompts, so the providers are told where it is.
+DEMO_ROLE_REPLY = "apps.fusion.demo_content.role_reply"
 CATALOG_CACHE_SECONDS = env_int("CATALOG_CACHE_SECONDS", 3600, minimum=0)
 
 # --- Web tools for panel models ----------------------------------------------------------------------
@@ -232,6 +235,10 @@ CHAT_HEARTBEAT_SECONDS = env_float("CHAT_HEARTBEAT_SECONDS", 5.0, minimum=0.1)
 CHAT_STALE_AFTER_SECONDS = env_float("CHAT_STALE_AFTER_SECONDS", 30.0, minimum=1.0)
 # How long a socket waits for a live run's snapshot before answering from the database.
 CHAT_SNAPSHOT_TIMEOUT_SECONDS = env_float("CHAT_SNAPSHOT_TIMEOUT_SECONDS", 3.0, minimum=0.1)
+# How long a run's text deltas are held, from the first, so that every column that moved in that time goes
+# down as one WebSocket frame: fewer frames (and less CPU) per token, this much more delay at most; 0 sends
+# what arrived together as soon as the recorder is idle.
+CHAT_DELTA_WINDOW_SECONDS = env_float("CHAT_DELTA_WINDOW_SECONDS", 0.01, minimum=0.0)
 
 # --- API -------------------------------------------------------------------------------------------
 API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 60, minimum=1)

@@ -154,7 +154,7 @@ async def model_call(
         pieces = call_stream(client=client, request=request, progress=result.progress)
         async with contextlib.aclosing(pieces):
             async for piece in pieces:
-                if piece.offset is not None:
+                if piece.kind == "text":
                     yield piece.text
     except ProviderError as error:
         raise provider_api_error(error) from None

@@ -4,11 +4,9 @@ the completion. ``FusionFold`` turns engine events into the brief's result objec
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from channels.db import database_sync_to_async
@@ -18,29 +16,47 @@ from apps.api.errors import ApiError
 from apps.api.schemas import FailedModel, FusionResult, PanelResponse, Source
 from apps.chat.recorder import TurnRecorder
 from apps.chat.services import ChatError, conversation_create, fusion_request_for, turn_create
-from apps.fusion import schemas as ev
 from apps.fusion.engine import run_fusion, sources_unique, totals_build
-from apps.fusion.schemas import FusionRequest, PriorTurn
+from apps.fusion.schemas import (
+    AnalysisDone,
+    AnalysisFailed,
+    AnalysisStarted,
+    FinalDelta,
+    FusionEvent,
+    FusionRequest,
+    PriorTurn,
+    RunDone,
+    RunFailed,
+    RunStarted,
+    SeatDone,
+    SeatFailed,
+    SeatStarted,
+    SeatToolCall,
+    SeatToolResult,
+    StepStats,
+    Timings,
+)
+from apps.fusion.schemas import Source as SeatSource
 from apps.providers.base import ModelGateway, Usage, text_storable
 from apps.webtools.toolbox import toolbox_from_settings
 
 if TYPE_CHECKING:
-    from apps.api.services import PanelChoice, Plan, User
+    from apps.api.plans import ApiPanelChoice, Plan, User
 
 
 class FusionFold:
     """Folds engine events into the brief's result object and the run's step figures."""
 
-    def __init__(self, *, gateway: ModelGateway, choice: PanelChoice) -> None:
+    def __init__(self, *, gateway: ModelGateway, choice: ApiPanelChoice) -> None:
         self.choice = choice
         self.responses: dict[int, PanelResponse] = {}
-        self.sources: list[ev.Source] = []
+        self.sources: list[SeatSource] = []
         self.failed: dict[int, FailedModel] = {}
-        self.steps: list[ev.StepStats] = []
+        self.steps: list[StepStats] = []
         self.analysis: dict[str, Any] | None = None
         self.analysis_error: str | None = None
         self.analysed = False
-        self.failure: ev.RunFailed | None = None
+        self.failure: RunFailed | None = None
         self.started = time.perf_counter()
         self.conversation_id: int | None = None
         self.turn_id: int | None = None
@@ -49,31 +65,31 @@ class FusionFold:
 
     def apply(self, event: Any) -> None:
         judge = self.choice.snapshot["judge"]
-        if isinstance(event, ev.SeatDone):
+        if isinstance(event, SeatDone):
             self.responses[event.seat] = PanelResponse(model=event.model, content=event.content)
             self.sources.extend(event.sources)
             self._step("seat", event.model, "done", event.usage, event.timings, seat=event.seat)
-        elif isinstance(event, ev.SeatFailed):
+        elif isinstance(event, SeatFailed):
             self.sources.extend(event.sources)
             self.failed[event.seat] = FailedModel(
                 model=event.model, error=event.error, status_code=event.status_code
             )
             status: Literal["missing", "failed"] = "missing" if event.reason == "missing" else "failed"
             self._step("seat", event.model, status, event.usage, event.timings, seat=event.seat)
-        elif isinstance(event, ev.AnalysisDone):
+        elif isinstance(event, AnalysisDone):
             self.analysed = True
             self.analysis = event.analysis.model_dump()
             self._step("judge", judge, "done", event.usage, event.timings)
-        elif isinstance(event, ev.AnalysisFailed):
+        elif isinstance(event, AnalysisFailed):
             self.analysed = True
             self.analysis_error = event.reason
             self._step("judge", judge, "failed", event.usage, event.timings)
-        elif isinstance(event, ev.RunFailed):
+        elif isinstance(event, RunFailed):
             self.failure = event
 
     def progress(self, event: Any) -> dict[str, Any] | None:
         """What the caller is told about ``event`` while streaming (None: nothing)."""
-        if isinstance(event, ev.RunStarted):
+        if isinstance(event, RunStarted):
             return {
                 "type": "run.started",
                 "panel": self.choice.label,
@@ -82,16 +98,16 @@ class FusionFold:
                 "conversation_id": self.conversation_id,
                 "turn_id": self.turn_id,
             }
-        if isinstance(event, ev.SeatStarted):
+        if isinstance(event, SeatStarted):
             return {"type": "seat.started", "seat": event.seat, "model": event.model}
-        if isinstance(event, ev.SeatDone):
+        if isinstance(event, SeatDone):
             return {
                 "type": "seat.done",
                 "seat": event.seat,
                 "model": event.model,
                 "duration_ms": event.timings.duration_ms,
             }
-        if isinstance(event, ev.SeatFailed):
+        if isinstance(event, SeatFailed):
             return {
                 "type": "seat.failed",
                 "seat": event.seat,
@@ -100,9 +116,9 @@ class FusionFold:
                 "error": event.error,
                 "status_code": event.status_code,
             }
-        if isinstance(event, ev.SeatToolCall):
+        if isinstance(event, SeatToolCall):
             return {"type": "seat.tool_call", "seat": event.seat, "tool": event.name, "detail": event.detail}
-        if isinstance(event, ev.SeatToolResult):
+        if isinstance(event, SeatToolResult):
             return {
                 "type": "seat.tool_result",
                 "seat": event.seat,
@@ -111,11 +127,11 @@ class FusionFold:
                 "detail": event.detail,
                 "sources": [source.model_dump() for source in event.sources],
             }
-        if isinstance(event, ev.AnalysisStarted):
+        if isinstance(event, AnalysisStarted):
             return {"type": "analysis.started", "model": event.model}
-        if isinstance(event, ev.AnalysisDone):
+        if isinstance(event, AnalysisDone):
             return {"type": "analysis.done", "analysis": event.analysis.model_dump()}
-        if isinstance(event, ev.AnalysisFailed):
+        if isinstance(event, AnalysisFailed):
             return {"type": "analysis.failed", "reason": event.reason, "detail": event.detail}
         return None
 
@@ -125,11 +141,11 @@ class FusionFold:
         model: str,
         status: Literal["done", "failed", "missing", "cancelled"],
         usage: Usage,
-        timings: ev.Timings,
+        timings: Timings,
         seat: int | None = None,
     ) -> None:
         self.steps.append(
-            ev.StepStats(role=role, seat=seat, model=model, status=status, usage=usage, timings=timings)
+            StepStats(role=role, seat=seat, model=model, status=status, usage=usage, timings=timings)
         )
 
     @property
@@ -163,7 +179,7 @@ class FusionFold:
 
 @database_sync_to_async
 def _turn_begin(
-    *, user: User, choice: PanelChoice, prompt: str, history: list[PriorTurn], system: str
+    *, user: User, choice: ApiPanelChoice, prompt: str, history: list[PriorTurn], system: str
 ) -> tuple[int, int, TurnRecorder, FusionRequest]:
     """Save the run's conversation and turn (source "api") and build its engine request."""
     snapshot = choice.snapshot
@@ -194,7 +210,7 @@ def _turn_begin(
 async def fusion_start(
     *,
     user: User,
-    choice: PanelChoice,
+    choice: ApiPanelChoice,
     gateway: ModelGateway,
     prompt: str,
     history: list[PriorTurn],
@@ -208,71 +224,21 @@ async def fusion_start(
     return fold, recorder, request
 
 
-# Recordings whose caller left: referenced until they end, so that no task is dropped half-way.
-_ORPHANS: set[asyncio.Task[None]] = set()
-
-
-@dataclass
-class _Raised:
-    error: Exception
-
-
-_RECORDING_ENDED = object()
-
-
 @contextlib.asynccontextmanager
-async def recording(recorder: TurnRecorder, source: AsyncIterator[Any]) -> AsyncIterator[AsyncIterator[Any]]:
-    """``recorder.record(source)``'s events, for a caller that may leave before the run ends.
+async def recording(
+    recorder: TurnRecorder, source: AsyncIterator[FusionEvent]
+) -> AsyncIterator[AsyncIterator[FusionEvent]]:
+    """Record ``source`` through ``recorder`` and read its events as they are recorded.
 
-    The recording runs in a task of its own, so a caller who leaves (closes the stream, or drops the
-    connection, which makes the server cancel the request) stops only its reading here. The run is then
-    cancelled through the recorder: the turn ends as cancelled, what streamed kept. Recorded in the request's
-    own task, the recorder would see itself closed half-way and mark the turn interrupted, which means a
-    run the server lost.
+    The recording runs in the recorder's own task, so a caller who leaves (closes the stream, or drops the
+    connection, which makes the server cancel the request) stops only its reading here: the run is then
+    cancelled through the recorder, the turn ends as cancelled, what streamed kept
+    (``TurnRecorder.subscribe``).
     """
-    queue: asyncio.Queue[Any] = asyncio.Queue()
-    ended = False
-
-    async def pump() -> None:
-        try:
-            async for event in recorder.record(source):
-                queue.put_nowait(event)
-        except Exception as error:
-            queue.put_nowait(_Raised(error))
-        finally:
-            queue.put_nowait(_RECORDING_ENDED)
-
-    async def events() -> AsyncGenerator[Any, None]:
-        nonlocal ended
-        while (item := await queue.get()) is not _RECORDING_ENDED:
-            if isinstance(item, _Raised):
-                ended = True
-                raise item.error
-            if getattr(item, "type", None) in ("run.done", "run.failed"):
-                ended = True
-            yield item
-        ended = True
-
-    task = asyncio.create_task(pump(), name=f"turn-{recorder.turn_id}-api")
-    reader = events()
-    left = False
-    try:
-        yield reader
-    except (GeneratorExit, asyncio.CancelledError):
-        left = True
-        raise
-    finally:
-        await reader.aclose()
-        if not ended and left:
-            recorder.cancel()
-        elif not ended:
-            task.cancel()  # a failure of ours while reading: the turn ends interrupted, as the recorder says
-        if not task.done():
-            _ORPHANS.add(task)
-            task.add_done_callback(_ORPHANS.discard)
-            # asyncio.wait never cancels what it waits for: if the request is cancelled again meanwhile, the
-            # recording still ends on its own.
-            await asyncio.wait([task])
+    events = recorder.subscribe()
+    async with contextlib.aclosing(events):
+        await recorder.start(source)
+        yield events
 
 
 async def fusion_model_run(
@@ -291,15 +257,15 @@ async def fusion_model_run(
             payload = fold.progress(event)
             if payload is not None:
                 yield ProgressOut(payload)
-            if isinstance(event, ev.FinalDelta):
+            if isinstance(event, FinalDelta):
                 yield TextOut(event.text)
-            elif isinstance(event, ev.RunDone):
+            elif isinstance(event, RunDone):
                 yield FinishOut("stop", event.totals.usage, fold.result())
                 return
-            elif isinstance(event, ev.RunFailed):
+            elif isinstance(event, RunFailed):
                 raise run_failed_error(event)
 
 
-def run_failed_error(event: ev.RunFailed) -> ApiError:
+def run_failed_error(event: RunFailed) -> ApiError:
     status = 404 if event.reason == "invalid_model" else 502
     return ApiError(status, event.message, code=event.reason, failure_reason=event.reason)

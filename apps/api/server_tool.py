@@ -30,14 +30,24 @@ from apps.api.calls import (
 from apps.api.errors import ApiError
 from apps.api.fusion_runs import fusion_start, recording, run_failed_error
 from apps.api.schemas import FUSION_TOOL_NAME, FunctionCallOut, FusionResult, ToolCallOut, tool_choice_name
-from apps.fusion import schemas as ev
 from apps.fusion.calls import usage_priced
 from apps.fusion.engine import run_fusion, totals_build
+from apps.fusion.schemas import (
+    AnalysisDone,
+    AnalysisFailed,
+    FinalDelta,
+    FinalDone,
+    FinalStarted,
+    RunDone,
+    RunFailed,
+    StepStats,
+    Timings,
+)
 from apps.providers.base import ChatMessage, CompletionRequest, ModelGateway, Usage
 from apps.webtools.toolbox import toolbox_from_settings
 
 if TYPE_CHECKING:
-    from apps.api.services import Plan, User
+    from apps.api.plans import Plan, User
 
 # Outer-model calls per request in server-tool mode: the call that may ask for fusion, the one that reads
 # its result, and room for one capped repeat. The last one is made with tool_choice "none".
@@ -83,7 +93,7 @@ class ToolSession:
     messages: list[ChatMessage]
     tools: list[dict[str, Any]]
     usage: Usage = field(default_factory=lambda: Usage(cost=0.0))
-    steps: list[ev.StepStats] = field(default_factory=list)
+    steps: list[StepStats] = field(default_factory=list)
     fusion_used: bool = False
     result: FusionResult | None = None
     fusion_usage: Usage = field(default_factory=lambda: Usage(cost=0.0))
@@ -177,7 +187,7 @@ async def tool_session_turns(session: ToolSession) -> AsyncGenerator[str | Fusio
         usage = usage_priced(gateway=session.gateway, model=session.plan.model, progress=result.progress)
         session.usage = session.usage + usage
         session.steps.append(
-            ev.StepStats(
+            StepStats(
                 role="writer",
                 model=session.plan.model,
                 status="done",
@@ -265,25 +275,25 @@ async def _tool_fusion(
             async for event in engine:
                 fold.apply(event)
                 yield event
-                if isinstance(event, ev.RunFailed):
+                if isinstance(event, RunFailed):
                     return
-                if isinstance(event, ev.AnalysisDone | ev.AnalysisFailed):
+                if isinstance(event, AnalysisDone | AnalysisFailed):
                     break
         conclude()
-        yield ev.FinalStarted(model=session.plan.model)
+        yield FinalStarted(model=session.plan.model)
         before = len(session.steps)
         parts: list[str] = []
         offset = 0
         try:
             async for item in turns:
                 if isinstance(item, str):
-                    yield ev.FinalDelta(text=item, offset=offset)
+                    yield FinalDelta(text=item, offset=offset)
                     parts.append(item)
                     offset += len(item)
         except ApiError as error:
             session.error = error
             fold.steps.extend(session.steps[before:])
-            yield ev.RunFailed(
+            yield RunFailed(
                 reason="writer_failed",
                 message=error.message,
                 partial_final="".join(parts),
@@ -292,19 +302,19 @@ async def _tool_fusion(
             return
         outer = session.steps[before:]
         fold.steps.extend(outer)
-        yield ev.FinalDone(
+        yield FinalDone(
             content="".join(parts),
             usage=totals_build(steps=outer, started=fold.started).usage,
-            timings=ev.Timings(),
+            timings=Timings(),
         )
-        yield ev.RunDone(totals=totals_build(steps=fold.steps, started=fold.started))
+        yield RunDone(totals=totals_build(steps=fold.steps, started=fold.started))
 
     async with recording(recorder, source()) as events:
         async for event in events:
-            if isinstance(event, ev.FinalDelta):
+            if isinstance(event, FinalDelta):
                 yield TextOut(event.text)
                 continue
-            if isinstance(event, ev.RunFailed):
+            if isinstance(event, RunFailed):
                 fold.apply(event)  # the recorder's own (cancelled, unexpected error) or the source's
             payload = fold.progress(event)
             if payload is not None:

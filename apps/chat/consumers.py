@@ -8,17 +8,11 @@ with a 4xxx code before any data is sent.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.layers import get_channel_layer
-from channels.sessions import InstanceSessionWrapper
 from django.conf import settings
 
 from apps.chat import rendering, selectors, services
@@ -35,44 +29,12 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
 
 
-Message = dict[str, Any]
-Send = Callable[[Message], Awaitable[None]]
-
-
 class ConversationConsumer(AsyncWebsocketConsumer):
+    """Channels' ``AsyncWebsocketConsumer``: socket frames reach ``receive``, channel-layer messages reach
+    the handler named after their type (``chat.frame`` -> ``chat_frame``) through Channels' own dispatch."""
+
     conversation: Conversation
     group = ""
-    _relay: Send | None = None
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        """Channels' ``AsyncConsumer.__call__`` with a dispatch loop made for a stream of relayed frames.
-
-        Channels waits on the socket and the channel layer with ``asyncio.wait`` and a new task per message;
-        here each message costs one task at most, and frames already queued on our channel (an in-memory
-        layer's ``receive_nowait``) are relayed without one. Handlers still run one at a time, in order.
-        """
-        self.scope = scope
-        layer = get_channel_layer(self.channel_layer_alias)
-        if layer is None:
-            await super().__call__(scope, receive, send)
-            return
-        self.channel_layer = layer
-        self.channel_name = await layer.new_channel()
-        self.channel_receive = functools.partial(layer.receive, self.channel_name)
-        self.base_send = send
-        # The session wrapper around ``send`` only acts on HTTP responses: relayed frames skip it.
-        relay = send
-        while isinstance(getattr(relay, "__self__", None), InstanceSessionWrapper):
-            relay = relay.__self__.real_send
-        self._relay = relay
-        receive_nowait = getattr(layer, "receive_nowait", None)
-        with contextlib.suppress(StopConsumer):
-            await _dispatch_loop(
-                receive,
-                self.channel_receive,
-                self.dispatch,
-                None if receive_nowait is None else functools.partial(receive_nowait, self.channel_name),
-            )
 
     async def connect(self) -> None:
         self._pending: dict[int, asyncio.Task[None]] = {}
@@ -148,13 +110,14 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         turn = await _turn_in(self.conversation.pk, turn_id)
         if turn is None:
             raise ChatError("There is no such turn in this conversation.")
-        if turn.status == Turn.Status.RUNNING and turn.worker:
+        if turn.status == Turn.Status.RUNNING and turn.recorder_channel:
             # The recorder answers on our channel, in order with the deltas that follow. If it is gone
             # (the run just ended, or its process died) the database answers instead.
             if turn_id not in self._pending:
                 self._pending[turn_id] = asyncio.create_task(self._snapshot_fallback(turn_id))
             await self.channel_layer.send(
-                turn.worker, {"type": "run.snapshot", "reply_channel": self.channel_name, "turn": turn_id}
+                turn.recorder_channel,
+                {"type": "run.snapshot", "reply_channel": self.channel_name, "turn": turn_id},
             )
         else:
             await self._send_db_snapshot(turn_id)
@@ -174,78 +137,25 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=rendering.error_frame(message))
 
     # --- from the channel layer -------------------------------------------------------------------------
-
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        # Channels closes stale database connections (a round trip through the thread pool) before every
-        # handler. Relaying a frame touches no database, and there are dozens of them a second per socket.
-        kind = message.get("type")
-        relay = self._relay
-        if relay is not None and kind == "chat.frame":
-            await relay({"type": "websocket.send", "text": message["text"]})
-        elif relay is not None and kind == "chat.frames":
-            for text in message["texts"]:
-                await relay({"type": "websocket.send", "text": text})
-        else:
-            await super().dispatch(message)
+    # Channels closes stale database connections before every handler (documented since Channels 4.2): a hop
+    # through the thread that runs the ORM, once per channel-layer message whatever the number of frames in
+    # it, so fewer, fuller messages (``chat.frames``) cost less. bench/relay.py prices the hop.
 
     async def chat_frame(self, event: dict[str, Any]) -> None:
+        """``{"type": "chat.frame", "text": ...}``: one frame, as it is, for the browser."""
         await self.send(text_data=event["text"])
 
     async def chat_frames(self, event: dict[str, Any]) -> None:
+        """``{"type": "chat.frames", "texts": [...]}``: several frames, in order."""
         for text in event["texts"]:
             await self.send(text_data=text)
 
     async def chat_snapshot(self, event: dict[str, Any]) -> None:
+        """A recorder's answer to our ``run.snapshot``: the turn as it is now, so the database need not."""
         task = self._pending.pop(int(event["turn"]), None)
         if task is not None:
             task.cancel()
         await self.send(text_data=event["text"])
-
-
-async def _dispatch_loop(
-    receive: Callable[[], Awaitable[Message]],
-    channel_receive: Callable[[], Awaitable[Message]],
-    dispatch: Callable[[Message], Awaitable[None]],
-    channel_receive_nowait: Callable[[], Message | None] | None,
-) -> None:
-    """Dispatch messages from the socket and the channel layer as they come, one at a time, as Channels'
-    ``await_many_dispatch`` does (a socket message first when both are ready), until a handler raises."""
-    loop = asyncio.get_running_loop()
-    wakeup: asyncio.Future[None] = loop.create_future()
-
-    def wake(_task: asyncio.Future[Message]) -> None:
-        if not wakeup.done():
-            wakeup.set_result(None)
-
-    def start(source: Callable[[], Awaitable[Message]]) -> asyncio.Future[Message]:
-        task = asyncio.ensure_future(source())
-        task.add_done_callback(wake)
-        return task
-
-    client = start(receive)
-    channel = start(channel_receive)
-    try:
-        while True:
-            if not client.done() and not channel.done():
-                await wakeup
-            # A wake-up for a task already handled only costs one more look round this loop.
-            wakeup = loop.create_future()
-            if client.done():
-                await dispatch(client.result())
-                client = start(receive)
-            if channel.done():
-                await dispatch(channel.result())
-                if channel_receive_nowait is not None:
-                    # Frames already queued behind it go out now, without a task each; a socket message
-                    # that arrives meanwhile waits only for those.
-                    while not client.done() and (message := channel_receive_nowait()) is not None:
-                        await dispatch(message)
-                channel = start(channel_receive)
-    finally:
-        for task in (client, channel):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 @database_sync_to_async

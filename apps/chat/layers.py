@@ -1,98 +1,202 @@
-"""The in-process channel layer, made cheap per message for the chatroom's stream of small frames.
+"""The channel layer of a single process (no ``REDIS_URL``), made for the chatroom's stream of small frames.
 
-Channels' ``InMemoryChannelLayer`` scans every channel and every group for expired entries on each send,
-group send and receive, builds a new ``asyncio.Queue`` on each call only to throw it away, deep-copies each
-message and starts one task per group member. With a few hundred live conversations that is a scan of a few
-hundred queues for every text delta. This subclass keeps its behaviour (capacity, ``ChannelFull``, expiry,
-group expiry, a private copy of each message) but expires at most every ``CLEAN_INTERVAL_S``, copies flat
-messages (the recorder's ``{"type", "text"}``) with a plain ``dict()`` and delivers a group send inline.
+It implements Channels' documented channel layer interface ("Channel Layer Specification": ``send``,
+``receive``, ``new_channel``, the ``groups`` and ``flush`` extensions, per-channel capacity and
+``ChannelFull``, message expiry, group expiry) on ``BaseChannelLayer`` alone, the base class Channels
+provides for that. Channels' own ``InMemoryChannelLayer`` scans every channel and every group for expired
+entries on each send, group send and receive, so each frame costs time in proportion to the sockets open
+in the process, and starts one task per group member. Here a frame costs the same whatever the number of
+sockets: expiry is checked where a message or a membership is used, a sweep of the whole layer (dead
+channels, idle groups) runs at most every ``SWEEP_INTERVAL_S``, and a group send puts a copy of the message
+on each member's queue directly. ``python -m bench --only relay`` measures it against Channels' layer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
+import string
 import time
+from collections import deque
 from copy import deepcopy
 from typing import Any
 
 from channels.exceptions import ChannelFull
-from channels.layers import InMemoryChannelLayer
+from channels.layers import BaseChannelLayer
 
-CLEAN_INTERVAL_S = 1.0
-_FLAT = (str, int, float, bool, type(None), bytes)
-
-
-def _copy(message: dict[str, Any]) -> dict[str, Any]:
-    """A copy the receiver may change freely: plain for flat values and lists of them (the recorder's
-    batched ``chat.frames``), deep otherwise."""
-    copy = dict(message)
-    for key, value in copy.items():
-        if isinstance(value, list) and all(isinstance(item, _FLAT) for item in value):
-            copy[key] = list(value)
-        elif not isinstance(value, _FLAT):
-            return deepcopy(message)
-    return copy
+SWEEP_INTERVAL_S = 1.0
 
 
-class LeanInMemoryChannelLayer(InMemoryChannelLayer):
-    """``InMemoryChannelLayer`` with O(1) work per message; see the module docstring."""
+class _Inbox:
+    """One channel's unread messages, oldest first, each with the monotonic time it expires, and the
+    receivers waiting for the next one."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._cleaned_at = 0.0
+    __slots__ = ("capacity", "messages", "waiters")
 
-    def _clean_expired(self) -> None:
-        now = time.monotonic()
-        if now - self._cleaned_at < CLEAN_INTERVAL_S:
-            return
-        self._cleaned_at = now
-        super()._clean_expired()
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.messages: deque[tuple[float, dict[str, Any]]] = deque()
+        self.waiters: deque[asyncio.Future[None]] = deque()
 
-    def _queue(self, channel: str) -> asyncio.Queue[Any]:
-        queue = self.channels.get(channel)
-        if queue is None:
-            queue = self.channels[channel] = asyncio.Queue(maxsize=self.get_capacity(channel))
-        return queue
+    def wake_one(self) -> None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
-    def _put(self, channel: str, message: dict[str, Any]) -> None:
-        try:
-            self._queue(channel).put_nowait((time.time() + self.expiry, _copy(message)))
-        except asyncio.QueueFull:
-            raise ChannelFull(channel) from None
+
+class InProcessChannelLayer(BaseChannelLayer):
+    """Channels' channel layer interface within one process; see the module docstring.
+
+    Configured like Channels' in-memory layer: ``expiry`` (seconds a message waits unread before it is
+    dropped), ``group_expiry`` (seconds a membership lasts after its ``group_add``), ``capacity`` (messages a
+    channel holds before ``send`` raises ``ChannelFull`` and ``group_send`` skips it) and
+    ``channel_capacity`` (capacities by channel name pattern).
+    """
+
+    extensions = ["groups", "flush"]
+
+    def __init__(
+        self,
+        expiry: float = 60,
+        group_expiry: float = 86400,
+        capacity: int = 100,
+        channel_capacity: dict[Any, int] | None = None,
+    ) -> None:
+        super().__init__(expiry=expiry, capacity=capacity)
+        self.channel_capacity = self.compile_capacities(channel_capacity or {})
+        self.group_expiry = group_expiry
+        self._inboxes: dict[str, _Inbox] = {}
+        # group -> member channel -> monotonic time of its latest group_add
+        self._members: dict[str, dict[str, float]] = {}
+        self._swept_at = time.monotonic()
+
+    # --- channels ----------------------------------------------------------------------------------------
+
+    async def new_channel(self, prefix: str = "specific.") -> str:
+        return f"{prefix}inmemory!{''.join(random.choices(string.ascii_letters, k=12))}"
 
     async def send(self, channel: str, message: dict[str, Any]) -> None:
         assert isinstance(message, dict), "message is not a dict"
         self.require_valid_channel_name(channel)
         assert "__asgi_channel__" not in message
-        self._put(channel, message)
+        now = time.monotonic()
+        self._sweep_if_due(now)
+        if not self._put(channel, deepcopy(message), now):
+            raise ChannelFull(channel)
 
     async def receive(self, channel: str) -> dict[str, Any]:
         self.require_valid_channel_name(channel)
-        self._clean_expired()
-        queue = self._queue(channel)
-        try:
-            _, message = await queue.get()
-        finally:
-            if queue.empty() and self.channels.get(channel) is queue:
-                del self.channels[channel]
-        return message
+        self._sweep_if_due(time.monotonic())
+        while True:
+            # Looked up on every pass: an inbox nobody waits on may be swept away while this one sleeps.
+            inbox = self._inbox(channel)
+            while inbox.messages:
+                expires, message = inbox.messages.popleft()
+                if expires > time.monotonic():
+                    return message
+            waiter = asyncio.get_running_loop().create_future()
+            inbox.waiters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                if waiter.cancelled():
+                    with contextlib.suppress(ValueError):
+                        inbox.waiters.remove(waiter)
+                elif inbox.messages:
+                    inbox.wake_one()  # woken, then cancelled: the message goes to another receiver
+                raise
 
-    def receive_nowait(self, channel: str) -> dict[str, Any] | None:
-        """The next message on ``channel`` if one is waiting, else None; never waits."""
-        queue = self.channels.get(channel)
-        if queue is None or queue.empty():
-            return None
-        _, message = queue.get_nowait()
-        if queue.empty() and self.channels.get(channel) is queue:
-            del self.channels[channel]
-        return message
+    # --- groups ------------------------------------------------------------------------------------------
+
+    async def group_add(self, group: str, channel: str) -> None:
+        self.require_valid_group_name(group)
+        self.require_valid_channel_name(channel)
+        self._members.setdefault(group, {})[channel] = time.monotonic()
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        self.require_valid_channel_name(channel)
+        self.require_valid_group_name(group)
+        members = self._members.get(group)
+        if members is not None:
+            members.pop(channel, None)
+            if not members:
+                del self._members[group]
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         assert isinstance(message, dict), "Message is not a dict"
         self.require_valid_group_name(group)
-        self._clean_expired()
-        for channel in list(self.groups.get(group, ())):
-            # A full channel belongs to a stuck socket: it misses this message (and resyncs), others don't.
-            with contextlib.suppress(ChannelFull):
-                self._put(channel, message)
+        now = time.monotonic()
+        self._sweep_if_due(now)
+        members = self._members.get(group)
+        if not members:
+            return
+        joined_after = now - self.group_expiry
+        for channel, joined in list(members.items()):
+            if joined < joined_after:
+                members.pop(channel, None)
+            else:
+                # A full channel belongs to a stuck reader: it misses this message (a client resyncs by
+                # offset), the others don't. The specification forbids ChannelFull from a group send.
+                self._put(channel, deepcopy(message), now)
+
+    # --- flush extension ---------------------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        self._members.clear()
+        for channel, inbox in list(self._inboxes.items()):
+            inbox.messages.clear()
+            if not inbox.waiters:
+                del self._inboxes[channel]
+
+    async def close(self) -> None:
+        pass  # nothing outside this process to let go of
+
+    # --- inside ------------------------------------------------------------------------------------------
+
+    def _inbox(self, channel: str) -> _Inbox:
+        inbox = self._inboxes.get(channel)
+        if inbox is None:
+            inbox = self._inboxes[channel] = _Inbox(self.get_capacity(channel))
+        return inbox
+
+    def _put(self, channel: str, message: dict[str, Any], now: float) -> bool:
+        inbox = self._inbox(channel)
+        if len(inbox.messages) >= inbox.capacity:
+            self._expire(channel, inbox, now)
+            if len(inbox.messages) >= inbox.capacity:
+                return False
+        inbox.messages.append((now + self.expiry, message))
+        inbox.wake_one()
+        return True
+
+    def _expire(self, channel: str, inbox: _Inbox, now: float) -> None:
+        """Drop the messages of ``channel`` that waited past their expiry. A channel with one is left by
+        nobody's reading it (a reader that died without leaving its groups): it leaves its groups, as the
+        specification allows, so group sends stop filling it."""
+        expired = False
+        while inbox.messages and inbox.messages[0][0] <= now:
+            inbox.messages.popleft()
+            expired = True
+        if expired:
+            for group, members in list(self._members.items()):
+                if members.pop(channel, None) is not None and not members:
+                    del self._members[group]
+
+    def _sweep_if_due(self, now: float) -> None:
+        if now - self._swept_at < SWEEP_INTERVAL_S:
+            return
+        self._swept_at = now
+        for channel, inbox in list(self._inboxes.items()):
+            self._expire(channel, inbox, now)
+            if not inbox.messages and not inbox.waiters:
+                del self._inboxes[channel]
+        joined_after = now - self.group_expiry
+        for group, members in list(self._members.items()):
+            for channel, joined in list(members.items()):
+                if joined < joined_after:
+                    del members[channel]
+            if not members:
+                del self._members[group]

@@ -67,10 +67,11 @@ class Turn(models.Model):
     # Totals.model_dump(): per-step usage and timings, summed usage, duration.
     totals = models.JSONField(default=dict, blank=True)
     cost = models.FloatField(null=True, blank=True)
-    # Which server process runs it and when it last showed life: a running turn whose heartbeat is stale
-    # belongs to a process that died, and is marked interrupted.
-    # A channel-layer channel name: at most 100 characters by the Channels spec (Redis ones run past 64).
-    worker = models.CharField(max_length=100, blank=True)
+    # Where its run listens and when it last showed life: a running turn whose heartbeat is stale belongs to
+    # a process that died, and is marked interrupted. The channel is the run recorder's own (snapshot and
+    # cancel requests go there, from whichever process): a channel-layer name, at most 100 characters by
+    # the Channels spec (Redis ones run past 64).
+    recorder_channel = models.CharField(max_length=100, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)

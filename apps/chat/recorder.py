@@ -1,25 +1,27 @@
-"""The run recorder: persists a turn's events in small batches and broadcasts each one at once.
+"""The run recorder: records a turn's events in a task of its own, while viewers and callers watch.
 
-A ``TurnRecorder`` sits between ``run_fusion`` (or any source of ``FusionEvent``) and whoever drives the
-run (the chatroom's run task, or the API streaming to its caller)::
+::
 
-    async for event in TurnRecorder(turn=turn).record(run_fusion(request, gateway=gateway)):
-        ...  # every event passes through unchanged
+    recorder = TurnRecorder(turn=turn)
+    events = recorder.subscribe()  # only a caller that reads the events itself (the API)
+    await recorder.start(run_fusion(request, gateway=gateway))  # returns once it listens; the run goes on
 
-While recording it
+One pump (``_pump``, in the recorder's task, owned by the server process: closing a tab does not stop it)
+reads the source, and for each event
 
-- keeps the turn's live state in memory; one flusher per process writes what changed in every live run
-  every ``CHAT_FLUSH_SECONDS`` (one transaction for all of them; under load it backs off, to at most every
-  ``BACKOFF_LIMIT`` intervals, which bounds what a crash loses: ``loss_bound_seconds``), refreshing
-  ``Turn.heartbeat_at`` at least every ``CHAT_HEARTBEAT_SECONDS``; the terminal state is flushed *before*
-  the last event is broadcast or yielded, so whoever sees a turn end finds it in the database;
-- sends one JSON frame per event to the channel-layer group ``conversation.<id>``: text deltas as
-  ``{type: "delta", turn, seat|final, offset, text}``, everything else as server-rendered HTML fragments;
-  deltas already waiting when the recorder gets to them are merged per column, and the frames of all the
-  columns that moved travel as one channel-layer message (``chat.frames``);
-- listens on its own channel (saved in ``Turn.worker``) for ``run.snapshot`` (reply with the whole turn as it
-  is now, on the asker's channel) and ``run.cancel``. Broadcasts and snapshot replies are serialised by one
-  lock, so a snapshot and the deltas after it reach a consumer in order: no gap, no duplicate.
+- folds it into the turn's live state (``state.TurnState.apply``; text deltas at the engine's offsets);
+- broadcasts it to the channel-layer group ``conversation.<id>`` as one ``chat.frame`` message: text deltas
+  are held for at most ``CHAT_DELTA_WINDOW_SECONDS``, then every column that moved goes out as one ``deltas``
+  frame (``rendering.deltas_frame``), always before any later frame; every other event as server-rendered
+  HTML fragments, and a turn's end as a whole snapshot, written to the database first;
+- hands it to the subscribers (``subscribe``), unchanged; a subscriber that leaves cancels the run.
+
+The turn's state is written by the shared flusher (``flusher.py``: every ``CHAT_FLUSH_SECONDS``, backing off
+under load within the crash bound); its final state by the recorder itself, before the last event is
+broadcast or handed out, so whoever sees a turn end finds it in the database. The recorder listens on its
+own channel (saved in ``Turn.recorder_channel``; ``listener.py``) for snapshot requests and cancels. One
+lock serialises broadcasts and snapshot replies, and a snapshot first sends the deltas it holds, so a
+snapshot and the deltas after it reach a consumer in order: no gap, no duplicate.
 """
 
 from __future__ import annotations
@@ -27,28 +29,60 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.layers import BaseChannelLayer, get_channel_layer
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from apps.chat import rendering
-from apps.chat.models import PanelAnswer, Turn
+from apps.chat.flusher import (
+    FINAL_WRITE_RETRIES,
+    changes_collect,
+    flusher_join,
+    flusher_leave,
+    turns_write,
+    write_lock,
+)
+from apps.chat.listener import listen, listener_stop
+from apps.chat.models import Turn
 from apps.chat.state import TERMINAL_STATUSES, TurnState, turn_state_initial
-from apps.fusion import schemas as ev
+from apps.fusion.calls import unreported_cost
 from apps.fusion.engine import totals_build
-from apps.providers.base import Usage, json_storable
+from apps.fusion.schemas import (
+    AnalysisDone,
+    AnalysisFailed,
+    AnalysisStarted,
+    FinalDelta,
+    FinalDone,
+    FinalStarted,
+    FusionEvent,
+    RunFailed,
+    SeatDelta,
+    SeatDone,
+    SeatFailed,
+    SeatReasoningDelta,
+    SeatStarted,
+    SeatToolCall,
+    SeatToolResult,
+    StepStats,
+    Timings,
+    Totals,
+)
+from apps.providers.base import Usage
 from apps.providers.registry import gateway_from_settings
 
 logger = logging.getLogger(__name__)
 
-# Recorders alive in this process, by turn id: cancelling a local run needs no channel layer round trip.
+# Recorders alive in this process, by turn id: cancelling a local run needs no channel-layer round trip.
 _LIVE: dict[int, TurnRecorder] = {}
+# Their tasks, referenced until they end (the event loop itself keeps only weak references).
+_TASKS: set[asyncio.Task[None]] = set()
+# For subscribers: the recording is over. A recorder that failed hands them its exception instead.
+_END = object()
+_TERMINAL_TYPES = frozenset({"run.done", "run.failed"})
 
 
 def conversation_group(conversation_id: int) -> str:
@@ -59,17 +93,13 @@ def recorder_for(turn_id: int) -> TurnRecorder | None:
     return _LIVE.get(turn_id)
 
 
-@dataclass
-class _Failure:
-    error: BaseException
-
-
-_END = object()
-_CANCELLED = object()
+def recorders_live() -> list[TurnRecorder]:
+    """The recorders running in this process."""
+    return list(_LIVE.values())
 
 
 class TurnRecorder:
-    """Persist and broadcast one turn's run; see the module docstring for the guarantees."""
+    """Record one turn's run; see the module docstring for the guarantees."""
 
     def __init__(self, *, turn: Turn, channel_layer_alias: str = "default") -> None:
         self.turn_id: int = turn.pk
@@ -79,240 +109,270 @@ class TurnRecorder:
         self.channel_layer_alias = channel_layer_alias
         self.layer: BaseChannelLayer | None = None
         self.channel = ""
+        self.task: asyncio.Task[None] | None = None
+        # ``time.monotonic()`` of the last write that included this turn (the flusher's heartbeat clock).
+        self.last_write = 0.0
         self._lock = asyncio.Lock()
-        self._opened = False
         self._closed = False
-        self.loop: asyncio.AbstractEventLoop | None = None
         self._cancel_requested = False
-        self._pump: asyncio.Task[None] | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        # True while the pump waits for the source: only then may a cancel interrupt it.
+        self._reading = False
+        self._listener: asyncio.Task[None] | None = None
+        self._subscribers: list[asyncio.Queue[Any]] = []
+        # Text held for the next ``deltas`` frame: (seat or 0 for the fused answer, reasoning?) -> where it
+        # starts, its pieces.
+        self._held: dict[tuple[int, bool], tuple[int, list[str]]] = {}
+        self._held_timer: asyncio.TimerHandle | None = None
+        self._senders: set[asyncio.Task[None]] = set()
+        self._window = float(getattr(settings, "CHAT_DELTA_WINDOW_SECONDS", 0.01))
         self._started = time.perf_counter()
-        self._last_write = 0.0
 
     # --- lifecycle ---------------------------------------------------------------------------------------
 
-    async def open(self) -> None:
-        """Take the turn: listen on a fresh channel, save it as the turn's worker, show the turn to all."""
-        if self._opened:
-            return
-        self._opened = True
-        self.loop = asyncio.get_running_loop()
-        self.layer = get_channel_layer(self.channel_layer_alias)
-        if self.layer is not None:
-            self.channel = await self.layer.new_channel()
-        _LIVE[self.turn_id] = self
-        await _turn_take(turn_id=self.turn_id, worker=self.channel)
-        self._last_write = time.monotonic()
-        if self.layer is not None:
-            self._tasks.append(asyncio.create_task(self._listen(), name=f"turn-{self.turn_id}-listen"))
-        _flusher_ensure()
-        async with self._lock:
-            await self._broadcast(rendering.snapshot_frame(self.state))
+    async def start(self, events: AsyncIterator[FusionEvent]) -> None:
+        """Take the turn and record ``events`` in a task of the recorder's own; return once it listens.
 
-    async def record(self, events: AsyncIterator[Any]) -> AsyncIterator[Any]:
-        """Pass every event of ``events`` through unchanged while persisting and broadcasting it.
-
-        If the run is cancelled (``cancel()``, a ``run.cancel`` message), the source is closed (which stops
-        every request in flight) and a ``RunFailed(reason="cancelled")`` is yielded last. If the source
-        raises, a ``RunFailed(reason="unexpected_error")`` is yielded and the turn is marked interrupted.
+        If the run is cancelled (``cancel()``, a ``run.cancel`` message, a subscriber that leaves), the
+        source is closed (which stops every request in flight) and the turn ends with a
+        ``RunFailed(reason="cancelled")`` of the recorder's. If the source raises, with a
+        ``RunFailed(reason="unexpected_error")`` and the turn marked interrupted.
         """
-        await self.open()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        self._pump = asyncio.create_task(self._pump_events(events, queue), name=f"turn-{self.turn_id}-run")
         try:
-            finished = False
-            while not finished:
-                # Take everything already waiting: under load, the deltas among it go out as fewer frames.
-                items = [await queue.get()]
-                while not queue.empty():
-                    items.append(queue.get_nowait())
-                deltas: list[Any] = []
-                for item in items:
-                    if getattr(item, "type", None) in ("seat.delta", "final.delta", "seat.reasoning"):
-                        deltas.append(item)
-                        continue
-                    if deltas:
-                        await self._apply_deltas(deltas)
-                        for delta in deltas:
-                            yield delta
-                        deltas = []
-                    if item is _END:
-                        finished = True
-                        break
-                    if item is _CANCELLED:
-                        event: Any = self._cancelled_event()
-                        status = None
-                    elif isinstance(item, _Failure):
-                        logger.error("turn %s: the run raised", self.turn_id, exc_info=item.error)
-                        event = ev.RunFailed(
-                            reason="unexpected_error",
-                            message=f"The run stopped unexpectedly ({type(item.error).__name__}).",
-                            partial_final=self.state.final_text,
-                            totals=self._totals_so_far(),
-                        )
-                        status = "interrupted"
-                    else:
-                        event, status = item, None
-                    await self._apply(event, status=status)
-                    yield event
-                    if event.type in ("run.done", "run.failed"):
-                        finished = True
-                        break
-                if deltas and not finished:
-                    await self._apply_deltas(deltas)
-                    for delta in deltas:
-                        yield delta
-        finally:
-            await self.close()
+            await self._open()
+        except BaseException:
+            await self._close(message="The run could not start.")
+            raise
+        task = asyncio.create_task(self._run(events), name=f"turn-{self.turn_id}")
+        self.task = task
+        _TASKS.add(task)
+        task.add_done_callback(_TASKS.discard)
+
+    def subscribe(self) -> AsyncGenerator[FusionEvent, None]:
+        """The events as they are recorded, for one reader in a task of its own (the API's request).
+        Subscribe before ``start``: nothing is replayed.
+
+        A reader that stops before the turn's last event (closes the iterator, or its task is cancelled)
+        cancels the run: the turn ends cancelled, what streamed kept; closing it waits for the recording to
+        end. If the recorder itself fails, the reader gets its exception.
+        """
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        if self._closed:
+            queue.put_nowait(_END)
+        else:
+            self._subscribers.append(queue)
+        return self._subscription(queue)
 
     def cancel(self) -> None:
         """Stop the run: the source is closed, what streamed is kept, the turn ends as cancelled."""
         if self._cancel_requested or self._closed:
             return
         self._cancel_requested = True
-        if self._pump is not None and not self._pump.done():
-            self._pump.cancel()
+        # Between two events the pump sees the request itself; only a wait for the source is interrupted,
+        # never a broadcast or a write.
+        if self._reading and self.task is not None:
+            self.task.cancel()
 
-    async def close(self, *, message: str = "The run stopped before it finished.") -> None:
-        """Finish: a turn not yet ended is marked interrupted, the last state is flushed, listening stops."""
+    async def _open(self) -> None:
+        """Listen on a fresh channel, save it on the turn, show the turn to all."""
+        self.layer = get_channel_layer(self.channel_layer_alias)
+        if self.layer is not None:
+            self.channel = await self.layer.new_channel()
+        await _turn_take(turn_id=self.turn_id, recorder_channel=self.channel)
+        self.last_write = time.monotonic()
+        _LIVE[self.turn_id] = self
+        flusher_join(self)
+        if self.layer is not None:
+            self._listener = asyncio.create_task(
+                listen(self.layer, self.channel, snapshot=self._snapshot_send, cancel=self.cancel),
+                name=f"turn-{self.turn_id}-listen",
+            )
+        async with self._lock:
+            await self._broadcast(rendering.snapshot_frame(self.state))
+
+    async def _run(self, events: AsyncIterator[FusionEvent]) -> None:
+        error: BaseException | None = None
+        try:
+            try:
+                await self._pump(events)
+            except asyncio.CancelledError:
+                # Not a ``cancel()``, which ends the pump quietly: the server is shutting down. The turn
+                # ends interrupted, keeping what was written.
+                await self._close(message="The server stopped while this turn was running.")
+                raise
+            except Exception as exc:
+                error = exc
+                logger.exception("turn %s: recording failed", self.turn_id)
+                await self._close(message=f"The run stopped unexpectedly ({type(exc).__name__}).")
+            else:
+                await self._close()
+        except Exception as exc:  # closing failed too: the stale-turn reaper ends the turn later
+            error = error or exc
+            logger.exception("turn %s: ending the recording failed", self.turn_id)
+        finally:
+            for queue in self._subscribers:
+                queue.put_nowait(_END if error is None else error)
+
+    async def _close(self, *, message: str = "The run stopped before it finished.") -> None:
+        """Finish: a turn not yet ended is marked interrupted, the last state is written, listening stops."""
         if self._closed:
             return
         self._closed = True
-        if self._pump is not None and not self._pump.done():
-            self._pump.cancel()
-            await asyncio.gather(self._pump, return_exceptions=True)
         try:
             if self.state.status not in TERMINAL_STATUSES:
                 self.state.finish(status="interrupted", reason="interrupted", message=message)
                 await self._flush_or_log()
                 async with self._lock:
-                    await self._broadcast(rendering.snapshot_frame(self.state))
+                    await self._broadcast_after_held(rendering.snapshot_frame(self.state))
             else:
                 await self._flush_or_log()
         finally:
             _LIVE.pop(self.turn_id, None)
-            await self._stop_tasks()
-
-    async def _stop_tasks(self) -> None:
-        listener = self._tasks[0] if self.layer is not None and self._tasks else None
-        if listener is not None and self.layer is not None:
-            # A blocked Redis receive only notices a cancel when its BRPOP times out (seconds): a message
-            # on our own channel ends the listener at once.
-            try:
-                await self.layer.send(self.channel, {"type": "run.stop"})
-                await asyncio.wait([listener], timeout=1.0)
-            except Exception:  # the cancel below still ends it
-                logger.debug("turn %s: could not stop the listener by message", self.turn_id, exc_info=True)
-        for task in self._tasks:
-            task.cancel()
-        pending = [task for task in self._tasks if not task.done()]
-        if pending:
-            await asyncio.wait(pending, timeout=0.1)
+            flusher_leave(self)
+            if self._held_timer is not None:
+                self._held_timer.cancel()
+            listener = self._listener
+            if listener is not None and self.layer is not None:
+                await listener_stop(self.layer, self.channel, listener)
 
     # --- events ------------------------------------------------------------------------------------------
 
-    async def _pump_events(self, events: AsyncIterator[Any], queue: asyncio.Queue[Any]) -> None:
+    async def _pump(self, events: AsyncIterator[FusionEvent]) -> None:
+        """Record every event of ``events`` until the turn ends, the source does or a cancel comes."""
+        source = aiter(events)
+        failure: Exception | None = None
         try:
-            async for event in events:
-                queue.put_nowait(event)
-        except asyncio.CancelledError:
-            queue.put_nowait(_CANCELLED if self._cancel_requested else _END)
-            return
-        except Exception as exc:
-            queue.put_nowait(_Failure(exc))
-            return
-        finally:
-            aclose = getattr(events, "aclose", None)
-            if aclose is not None:
+            while not self._cancel_requested:
+                self._reading = True
                 try:
-                    await aclose()
-                except Exception:  # the source is done with either way; its own error was handled above
-                    logger.debug("turn %s: closing the event source failed", self.turn_id, exc_info=True)
-        queue.put_nowait(_END)
+                    event = await anext(source)
+                except StopAsyncIteration:
+                    return  # a source that ends without a last event: ``_close`` marks the turn interrupted
+                except asyncio.CancelledError:
+                    task = asyncio.current_task()
+                    if not self._cancel_requested or task is None:
+                        raise
+                    task.uncancel()  # ours: what follows (the last writes and frames) must not see it
+                    break
+                except Exception as exc:
+                    failure = exc
+                    break
+                finally:
+                    self._reading = False
+                await self._record(event)
+                if event.type in _TERMINAL_TYPES:
+                    return
+        finally:
+            await _source_close(source, self.turn_id)
+        if failure is not None:
+            logger.error("turn %s: the run raised", self.turn_id, exc_info=failure)
+            stopped = RunFailed(
+                reason="unexpected_error",
+                message=f"The run stopped unexpectedly ({type(failure).__name__}).",
+                partial_final=self.state.final_text,
+                totals=self._totals_so_far(),
+            )
+            await self._record(stopped, status="interrupted")
+        else:
+            await self._record(self._cancelled_event())
 
-    async def _apply_deltas(self, events: list[Any]) -> None:
-        """Append text and reasoning deltas; consecutive ones for the same column go out as one frame."""
+    async def _record(self, event: FusionEvent, *, status: str | None = None) -> None:
         state = self.state
-        # (seat number, 0 for the fused answer; reasoning?) -> offset, texts
-        merged: dict[tuple[int, bool], tuple[int, list[str]]] = {}
-        async with self._lock:
-            for event in events:
-                if event.type == "seat.delta":
-                    seat = state.seat(event.seat)
-                    offset = seat.buffer.append(event.text)
-                    seat.dirty = True
-                    key = (event.seat, False)
-                elif event.type == "seat.reasoning":
-                    # Reasoning comes without offsets: the recorder's own count is what the page checks.
-                    seat = state.seat(event.seat)
-                    offset = seat.reasoning.append(event.text)
-                    seat.dirty = True
-                    key = (event.seat, True)
+        if isinstance(event, SeatDelta | SeatReasoningDelta | FinalDelta):
+            offset, text = state.delta_apply(event)
+            if text:
+                if isinstance(event, FinalDelta):
+                    self._hold((0, False), offset, text)
                 else:
-                    offset = state.final.append(event.text)
-                    state.dirty = True
-                    key = (0, False)
-                if key in merged:
-                    merged[key][1].append(event.text)
+                    self._hold((event.seat, isinstance(event, SeatReasoningDelta)), offset, text)
+        else:
+            async with self._lock:
+                state.apply(event)
+                if status is not None:
+                    state.status = status
+                if state.status in TERMINAL_STATUSES:
+                    # The database first: whoever sees the turn end must find it saved. If it cannot be
+                    # saved, the viewers still see it end rather than a turn that seems to run for ever.
+                    await self._flush_or_log()
+                    frame = rendering.snapshot_frame(state)
                 else:
-                    merged[key] = (offset, [event.text])
-            frames = []
-            for (number, reasoning), (offset, texts) in merged.items():
-                text = "".join(texts)
-                if number:
-                    frame = rendering.seat_delta_frame(
-                        turn_id=self.turn_id, seat=number, offset=offset, text=text, reasoning=reasoning
-                    )
-                else:
-                    frame = rendering.final_delta_frame(turn_id=self.turn_id, offset=offset, text=text)
-                frames.append(frame)
-            # One channel-layer message for every column that moved: the socket still gets one frame each.
-            await self._broadcast_many(frames)
+                    frame = rendering.html_frame(state, self._fragments_for(event))
+                await self._broadcast_after_held(frame)
+        for queue in self._subscribers:
+            queue.put_nowait(event)
 
-    async def _apply(self, event: Any, *, status: str | None = None) -> None:
-        state = self.state
-        async with self._lock:
-            state.apply(event)
-            if status is not None:
-                state.status = status
-            if state.status in TERMINAL_STATUSES:
-                # The database first: whoever sees the turn end must find it saved. If it cannot be saved,
-                # the viewers still see it end rather than a turn that seems to run for ever.
-                await self._flush_or_log()
-                frame = rendering.snapshot_frame(state)
-            else:
-                frame = rendering.html_frame(state, self._fragments_for(event))
-            await self._broadcast(frame)
+    def _hold(self, key: tuple[int, bool], offset: int, text: str) -> None:
+        """Keep a delta's text for the next ``deltas`` frame, merged with its column's held text."""
+        held = self._held.get(key)
+        if held is None:
+            self._held[key] = (offset, [text])
+        else:
+            held[1].append(text)
+        if self._held_timer is None:
+            # The window starts with the first held delta: none waits longer than it.
+            loop = asyncio.get_running_loop()
+            self._held_timer = loop.call_later(self._window, self._held_due)
 
-    def _fragments_for(self, event: Any) -> list[str]:
+    def _held_due(self) -> None:
+        self._held_timer = None
+        if self._held:
+            sender = asyncio.get_running_loop().create_task(self._held_send())
+            self._senders.add(sender)
+            sender.add_done_callback(self._senders.discard)
+
+    async def _held_send(self) -> None:
+        async with self._lock:
+            await self._broadcast_after_held(None)
+
+    def _held_take(self) -> str | None:
+        """The held deltas as one frame (None if there are none); they are no longer held."""
+        if self._held_timer is not None:
+            self._held_timer.cancel()
+            self._held_timer = None
+        if not self._held:
+            return None
+        held, self._held = self._held, {}
+        return rendering.deltas_frame(
+            self.turn_id,
+            (
+                (seat, reasoning, offset, "".join(texts))
+                for (seat, reasoning), (offset, texts) in held.items()
+            ),
+        )
+
+    def _fragments_for(self, event: FusionEvent) -> list[str]:
         state = self.state
         fragments = [rendering.progress_html(state)]
-        if isinstance(event, ev.SeatStarted | ev.SeatDone | ev.SeatFailed):
+        if isinstance(event, SeatStarted | SeatDone | SeatFailed):
             fragments.append(rendering.column_html(state, state.seat(event.seat)))
-        elif isinstance(event, ev.SeatToolCall | ev.SeatToolResult):
+        elif isinstance(event, SeatToolCall | SeatToolResult):
             # Only the tool list: re-rendering the column would race the text streaming into it.
             fragments.append(rendering.tools_html(state, state.seat(event.seat)))
-        elif isinstance(event, ev.AnalysisStarted | ev.AnalysisDone | ev.AnalysisFailed):
+        elif isinstance(event, AnalysisStarted | AnalysisDone | AnalysisFailed):
             fragments.append(rendering.analysis_html(state))
-        elif isinstance(event, ev.FinalStarted | ev.FinalDone):
+        elif isinstance(event, FinalStarted | FinalDone):
             fragments.append(rendering.final_html(state))
         return fragments
 
-    def _cancelled_event(self) -> ev.RunFailed:
-        return ev.RunFailed(
+    def _cancelled_event(self) -> RunFailed:
+        return RunFailed(
             reason="cancelled",
             message="Cancelled: what had streamed is kept.",
             partial_final=self.state.final_text,
             totals=self._totals_so_far(),
         )
 
-    def _totals_so_far(self) -> ev.Totals:
-        """The figures of a run that stopped early: what finished as reported, what was cut off as unknown
-        (a model may have been working and billing), except for the demo models, which cost nothing."""
+    def _totals_so_far(self) -> Totals:
+        """The figures of a run that stopped early: what finished as reported, what was cut off as
+        ``unreported_cost`` says (unknown: a model may have been working and billing; a demo model, 0)."""
         state = self.state
+        gateway = gateway_from_settings()
         steps = []
         for seat in state.seats:
-            cost = seat.cost if seat.finished else (0.0 if seat.is_demo else None)
+            cost = (
+                seat.cost
+                if seat.finished
+                else unreported_cost(gateway=gateway, model=seat.model, cancelled=True)
+            )
             seat_usage = Usage(
                 prompt_tokens=seat.prompt_tokens,
                 completion_tokens=seat.completion_tokens,
@@ -320,63 +380,81 @@ class TurnRecorder:
                 cost=cost,
             )
             steps.append(
-                ev.StepStats(
+                StepStats(
                     role="seat",
                     seat=seat.seat,
                     model=seat.model,
                     status="done" if seat.status == "done" else "cancelled",
                     usage=seat_usage,
-                    timings=ev.Timings(ttft_ms=seat.ttft_ms, duration_ms=seat.duration_ms),
+                    timings=Timings(ttft_ms=seat.ttft_ms, duration_ms=seat.duration_ms),
                 )
             )
-        is_demo = gateway_from_settings().is_demo
         if state.judge_step is not None:
             steps.append(state.judge_step)
         elif state.phase == "analysis":  # the judge was cut off: it may have been working, and billing
-            cost = 0.0 if is_demo(state.judge) else None
+            cost = unreported_cost(gateway=gateway, model=state.judge, cancelled=True)
             steps.append(
-                ev.StepStats(role="judge", model=state.judge, status="cancelled", usage=Usage(cost=cost))
+                StepStats(role="judge", model=state.judge, status="cancelled", usage=Usage(cost=cost))
             )
         if state.final_started:
-            cost = 0.0 if is_demo(state.writer) else None
+            cost = unreported_cost(gateway=gateway, model=state.writer, cancelled=True)
             steps.append(
-                ev.StepStats(role="writer", model=state.writer, status="cancelled", usage=Usage(cost=cost))
+                StepStats(role="writer", model=state.writer, status="cancelled", usage=Usage(cost=cost))
             )
         return totals_build(steps=steps, started=self._started)
+
+    # --- frames ------------------------------------------------------------------------------------------
+    # Every broadcast holds ``_lock``; the held deltas always go out before the frame that follows them.
+
+    async def _broadcast_after_held(self, frame: str | None) -> None:
+        held = self._held_take()
+        if held is not None:
+            await self._broadcast(held)
+        if frame is not None:
+            await self._broadcast(frame)
 
     async def _broadcast(self, text: str) -> None:
         if self.layer is not None:
             await self.layer.group_send(self.group, {"type": "chat.frame", "text": text})
 
-    async def _broadcast_many(self, texts: list[str]) -> None:
-        if len(texts) == 1:
-            await self._broadcast(texts[0])
-        elif texts and self.layer is not None:
-            await self.layer.group_send(self.group, {"type": "chat.frames", "texts": texts})
-
-    # --- snapshot and cancel requests ------------------------------------------------------------------
-
-    async def _listen(self) -> None:
+    async def _snapshot_send(self, reply_channel: str) -> None:
+        """The whole turn as it is now, on ``reply_channel``: after the deltas it holds (they reach the asker
+        before the snapshot, which covers them, and every other viewer as usual)."""
         assert self.layer is not None
-        while True:
-            message = await self.layer.receive(self.channel)
-            kind = message.get("type")
-            if kind == "run.snapshot":
-                reply = message.get("reply_channel")
-                if isinstance(reply, str) and reply:
-                    async with self._lock:
-                        await self.layer.send(
-                            reply,
-                            {
-                                "type": "chat.snapshot",
-                                "turn": self.turn_id,
-                                "text": rendering.snapshot_frame(self.state),
-                            },
-                        )
-            elif kind == "run.cancel":
+        async with self._lock:
+            # Rendered before any wait: deltas arriving meanwhile are held for the next frame, not this one.
+            held = self._held_take()
+            snapshot = rendering.snapshot_frame(self.state)
+            if held is not None:
+                await self._broadcast(held)
+            await self.layer.send(
+                reply_channel, {"type": "chat.snapshot", "turn": self.turn_id, "text": snapshot}
+            )
+
+    async def _subscription(self, queue: asyncio.Queue[Any]) -> AsyncGenerator[FusionEvent, None]:
+        ended = False
+        try:
+            while True:
+                item = await queue.get()
+                if item is _END:
+                    ended = True
+                    return
+                if isinstance(item, BaseException):
+                    ended = True
+                    raise item
+                if item.type in _TERMINAL_TYPES:
+                    ended = True  # whatever the reader does next, the run is over
+                yield item
+        finally:
+            if queue in self._subscribers:
+                self._subscribers.remove(queue)
+            if not ended:
                 self.cancel()
-            elif kind == "run.stop":
-                return
+                task = self.task
+                if task is not None and not task.done():
+                    # ``asyncio.wait`` never cancels what it waits for: if the reader is cancelled again
+                    # meanwhile, the recording still ends on its own.
+                    await asyncio.wait([task])
 
     # --- persistence -------------------------------------------------------------------------------------
 
@@ -384,7 +462,7 @@ class TurnRecorder:
         """Whether the shared flusher should write this run now: it changed, or its heartbeat is due."""
         if self._closed or self.state.status in TERMINAL_STATUSES:
             return False  # the run's own final flush writes the rest
-        if now - self._last_write >= heartbeat_seconds:
+        if now - self.last_write >= heartbeat_seconds:
             return True
         return self.state.dirty or any(seat.dirty for seat in self.state.seats)
 
@@ -395,13 +473,13 @@ class TurnRecorder:
         times; after that the error goes to the caller, with everything still marked unsaved.
         """
         for attempt, pause in enumerate(FINAL_WRITE_RETRIES):
-            async with _write_lock():
-                turn_fields, answers = self._collect()
-                self._last_write = time.monotonic()
+            async with write_lock():
+                turn_fields, answers = changes_collect(self.state)
+                self.last_write = time.monotonic()
                 try:
-                    missing = await _turns_write([(self.turn_id, turn_fields, answers)])
+                    missing = await turns_write([(self.turn_id, turn_fields, answers)])
                 except Exception:
-                    self.unsaved_mark()
+                    self.state.unsaved_mark()
                     if attempt == len(FINAL_WRITE_RETRIES) - 1:
                         raise
                     logger.warning("turn %s: a write failed; trying again", self.turn_id, exc_info=True)
@@ -421,146 +499,17 @@ class TurnRecorder:
         except Exception:
             logger.exception("turn %s: its final state could not be saved", self.turn_id)
 
-    def unsaved_mark(self) -> None:
-        """After a failed write: everything is written again next time (what it held is not known saved)."""
-        self.state.dirty = True
-        for seat in self.state.seats:
-            seat.dirty = True
 
-    def _collect(self) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
-        """What to write, copied now (the write runs in a thread while events keep coming)."""
-        state = self.state
-        fields: dict[str, Any] = {"heartbeat_at": timezone.now()}
-        if state.dirty:
-            state.dirty = False
-            fields.update(
-                status=state.status,
-                phase=state.phase,
-                analysis=state.analysis,
-                analysis_raw=state.analysis_raw,
-                analysis_error=state.analysis_error,
-                analysis_error_detail=state.analysis_error_detail,
-                final_text=state.final_text,
-                failure_reason=state.failure_reason,
-                error_message=state.error_message,
-                totals=state.totals,
-                cost=state.cost,
-            )
-            if state.status in TERMINAL_STATUSES:
-                fields["finished_at"] = timezone.now()
-        answers: dict[int, dict[str, Any]] = {}
-        for seat in state.seats:
-            if seat.dirty:
-                seat.dirty = False
-                answers[seat.seat] = {
-                    "content": seat.text,
-                    "status": seat.status,
-                    "error": seat.error,
-                    "status_code": seat.status_code,
-                    "prompt_tokens": seat.prompt_tokens,
-                    "completion_tokens": seat.completion_tokens,
-                    "cost": seat.cost,
-                    "ttft_ms": seat.ttft_ms,
-                    "duration_ms": seat.duration_ms,
-                    "reasoning": seat.reasoning.text,
-                    # Model arguments and search results: untrusted text stored as JSON.
-                    "tool_calls": json_storable(seat.tools),
-                    "sources": json_storable(seat.sources),
-                }
-        return fields, answers
-
-
-# --- the shared flusher ---------------------------------------------------------------------------------
-# One task per event loop writes every live run's changes in one transaction per tick: a few hundred runs
-# cost a few writes a second, not a few hundred.
-
-_flushers: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
-_write_locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
-# Pauses between tries of a run's own write (its final state): a dropped database connection is replaced on
-# the next try, and a database that stays away for longer loses the write (the turn is then reaped as
-# interrupted, keeping what the last good flush saved).
-FINAL_WRITE_RETRIES = (0.2, 1.0, 0.0)
-# However slow the writes get, a flush starts at most this many flush intervals after the previous one
-# started (unless that write alone took longer): the bound on what a process that dies can lose.
-BACKOFF_LIMIT = 4
-
-
-def loss_bound_seconds() -> float:
-    """Text viewers saw more than this long before the process running a turn died is in the database, plus
-    the time of the write that saves it (milliseconds on a healthy database; a write slower than
-    ``BACKOFF_LIMIT - 1`` intervals widens the window by its own length): 4 x ``CHAT_FLUSH_SECONDS``, 1 s."""
-    return BACKOFF_LIMIT * float(getattr(settings, "CHAT_FLUSH_SECONDS", 0.25))
-
-
-def _write_lock() -> asyncio.Lock:
-    loop = asyncio.get_running_loop()
-    lock = _write_locks.get(loop)
-    if lock is None:
-        lock = _write_locks[loop] = asyncio.Lock()
-    return lock
-
-
-def _flusher_ensure() -> None:
-    loop = asyncio.get_running_loop()
-    task = _flushers.get(loop)
-    if task is None or task.done():
-        _flushers[loop] = loop.create_task(_flush_all(loop), name="chat-flusher")
-
-
-async def _flush_all(loop: asyncio.AbstractEventLoop) -> None:
-    interval = float(getattr(settings, "CHAT_FLUSH_SECONDS", 0.25))
-    heartbeat = float(getattr(settings, "CHAT_HEARTBEAT_SECONDS", 5.0))
-    bound = loss_bound_seconds()
-    pause = interval
-    try:
-        while True:
-            await asyncio.sleep(pause)
-            pause = interval
-            live = [r for r in _LIVE.values() if r.loop is loop]
-            if not live:
-                return  # the next recorder to open starts a new flusher
-            try:
-                async with _write_lock():
-                    now = time.monotonic()
-                    due = [r for r in live if r.flush_due(now, heartbeat)]
-                    if not due:
-                        continue
-                    batch = [(r.turn_id, *r._collect()) for r in due]
-                    for recorder in due:
-                        recorder._last_write = now
-                    missing = await _turns_write(batch)
-                    elapsed = time.monotonic() - now
-                    # Under load, write less often rather than let flushes crowd out the runs themselves,
-                    # but never so seldom that a crash loses more than ``bound``: the next write starts at
-                    # most ``bound`` after this one started (one interval after it ended, if it was slower).
-                    pause = max(interval, min(elapsed * 4, bound - elapsed))
-            except Exception:  # the runs go on; what the write held is written again on the next tick
-                logger.exception("flushing %d running turns failed", len(live))
-                for recorder in due:
-                    recorder.unsaved_mark()
-                continue
-            for recorder in due:
-                if recorder.turn_id in missing:
-                    recorder.cancel()
-    finally:
-        if _flushers.get(loop) is asyncio.current_task():
-            del _flushers[loop]
+async def _source_close(source: AsyncIterator[Any], turn_id: int) -> None:
+    """Close the event source (it stops every request still in flight); its own error was handled."""
+    aclose = getattr(source, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except Exception:
+            logger.debug("turn %s: closing the event source failed", turn_id, exc_info=True)
 
 
 @database_sync_to_async
-def _turn_take(*, turn_id: int, worker: str) -> None:
-    Turn.objects.filter(pk=turn_id).update(worker=worker, heartbeat_at=timezone.now())
-
-
-@database_sync_to_async
-def _turns_write(batch: list[tuple[int, dict[str, Any], dict[int, dict[str, Any]]]]) -> set[int]:
-    """Write each turn's changed fields and answers in one transaction; return the turns that are gone."""
-    missing: set[int] = set()
-    with transaction.atomic():
-        for turn_id, fields, answers in batch:
-            if not Turn.objects.filter(pk=turn_id).update(**fields):
-                missing.add(turn_id)
-                continue
-            for seat, values in answers.items():
-                PanelAnswer.objects.filter(turn_id=turn_id, seat=seat).update(**values)
-    return missing
+def _turn_take(*, turn_id: int, recorder_channel: str) -> None:
+    Turn.objects.filter(pk=turn_id).update(recorder_channel=recorder_channel, heartbeat_at=timezone.now())

@@ -1,13 +1,15 @@
 """Server-rendered pieces of a turn and the JSON frames that carry them down the WebSocket.
 
 Every piece of HTML comes from a template under ``templates/chat/``; model text reaches the page either
-escaped by the template engine or through ``render_markdown``. Frames are JSON text, built once per event by
-the recorder and fanned out unchanged to every socket of the conversation.
+escaped by the template engine or through ``render_markdown``. Frames are JSON text, built once by the
+recorder (per event, or per window of text deltas) and fanned out unchanged to every socket of the
+conversation.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from django.template.loader import render_to_string
@@ -47,15 +49,27 @@ def frame(payload: dict[str, Any]) -> str:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
 
 
-def seat_delta_frame(*, turn_id: int, seat: int, offset: int, text: str, reasoning: bool = False) -> str:
-    payload: dict[str, Any] = {"type": "delta", "turn": turn_id, "seat": seat, "offset": offset, "text": text}
-    if reasoning:
-        payload["reasoning"] = True
-    return frame(payload)
+def deltas_frame(turn_id: int, columns: Iterable[tuple[int, bool, int, str]]) -> str:
+    """Text deltas of one turn, one per column that moved, as one frame applied in order::
 
+        {type: "deltas", deltas: [{turn, seat | final: true, reasoning?: true, offset, text}, ...]}
 
-def final_delta_frame(*, turn_id: int, offset: int, text: str) -> str:
-    return frame({"type": "delta", "turn": turn_id, "final": True, "offset": offset, "text": text})
+    ``columns`` holds ``(seat, reasoning, offset, text)``, seat 0 being the fused answer; ``offset`` is the
+    engine's, in code points, for the page's exact checks (a gap asks a snapshot, a repeat is trimmed).
+    """
+    deltas: list[dict[str, Any]] = []
+    for seat, reasoning, offset, text in columns:
+        delta: dict[str, Any] = {"turn": turn_id}
+        if seat:
+            delta["seat"] = seat
+        else:
+            delta["final"] = True
+        if reasoning:
+            delta["reasoning"] = True
+        delta["offset"] = offset
+        delta["text"] = text
+        deltas.append(delta)
+    return frame({"type": "deltas", "deltas": deltas})
 
 
 def html_frame(state: TurnState, fragments: list[str]) -> str:

@@ -5,7 +5,8 @@ Contract used by ``apps.api`` (keep these signatures):
 - ``conversation_create(*, owner, title="", source="web") -> Conversation``
 - ``turn_create(*, conversation, prompt, panel_snapshot, panel=None) -> Turn``
 - ``fusion_request_for(*, turn) -> FusionRequest``
-- ``apps.chat.recorder.TurnRecorder(turn=turn).record(events)`` persists and broadcasts a run driven elsewhere
+- ``apps.chat.recorder.TurnRecorder(turn=turn)``: ``subscribe()``, then ``await start(events)``, records a run
+  in a task of its own (persisted, broadcast) while the caller reads its events
 - ``await turn_start(*, user, conversation, prompt, panel) -> Turn``
 - ``await turn_cancel(*, user, turn_id) -> Turn``
 
@@ -14,8 +15,6 @@ Bad input raises ``ChatError`` (a ``ValueError``) whose message is meant for the
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -28,10 +27,13 @@ from django.utils import timezone
 from pydantic import ValidationError
 
 from apps.chat.models import Conversation, PanelAnswer, ShareLink, Turn
-from apps.chat.state import seat_label
+from apps.chat.presentation import seat_label
+from apps.chat.runs import run_cancel_local, run_launch
+from apps.chat.selectors import conversation_get_for
+from apps.chat.share_tokens import share_token_hash, share_token_new
 from apps.fusion.schemas import MAX_PROMPT_CHARS, FusionOptions, FusionRequest, PriorTurn, SeatSpec
 from apps.panels.models import Panel
-from apps.panels.services import panel_runnability
+from apps.panels.runnability import panel_runnability
 from apps.providers.base import text_storable
 
 if TYPE_CHECKING:
@@ -88,7 +90,7 @@ def title_from_prompt(prompt: str) -> str:
 
 
 def panel_unavailable_reason(*, panel: Panel) -> str | None:
-    """Why this panel cannot run here (None when it can): ``apps.panels.services.panel_runnability``'s
+    """Why this panel cannot run here (None when it can): ``apps.panels.runnability.panel_runnability``'s
     reasons, the one rule the chooser, the composer, the socket and the API's model list all follow."""
     runnability = panel_runnability(panel=panel)
     return None if runnability.runnable else " ".join(runnability.reasons)
@@ -253,8 +255,6 @@ def turn_mark_interrupted(*, turn_id: int, message: str) -> bool:
 
 @database_sync_to_async
 def _turn_start_prepare(*, user: Any, conversation: Conversation, prompt: str, panel: Panel) -> Turn:
-    from apps.chat.selectors import conversation_get_for
-
     conversation = conversation_get_for(user=user, conversation_id=conversation.pk)
     reason = panel_unavailable_reason(panel=panel)
     if reason:
@@ -279,8 +279,6 @@ async def turn_start(
     or socket that started it. Raises ``ChatError`` for a bad prompt, an unavailable panel or a run already
     going on in the conversation, and ``Conversation.DoesNotExist`` for someone else's conversation.
     """
-    from apps.chat.runs import run_launch
-
     turn = await _turn_start_prepare(user=user, conversation=conversation, prompt=prompt, panel=panel)
     request = await database_sync_to_async(fusion_request_for)(turn=turn)
     await run_launch(turn=turn, request=request, channel_layer_alias=channel_layer_alias)
@@ -300,15 +298,13 @@ async def turn_cancel(*, user: Any, turn_id: int, channel_layer_alias: str = DEF
 
     ``Turn.DoesNotExist`` when the turn is not the user's. Cancelling a turn that already ended does nothing.
     """
-    from apps.chat.runs import run_cancel_local
-
     turn = await _turn_for_cancel(user=user, turn_id=turn_id)
     if turn.status != Turn.Status.RUNNING:
         return turn
     layer = get_channel_layer(channel_layer_alias)
-    if turn.worker and layer is not None:
+    if turn.recorder_channel and layer is not None:
         # Through the channel layer even when the run is ours: one path, whichever process runs it.
-        await layer.send(turn.worker, {"type": "run.cancel", "turn": turn.pk})
+        await layer.send(turn.recorder_channel, {"type": "run.cancel", "turn": turn.pk})
     else:
         run_cancel_local(turn_id=turn.pk)
     return turn
@@ -317,13 +313,9 @@ async def turn_cancel(*, user: Any, turn_id: int, channel_layer_alias: str = DEF
 # --- share links ---------------------------------------------------------------------------------------
 
 
-def share_token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def share_link_create(*, conversation: Conversation) -> tuple[ShareLink, str]:
     """A new read-only link. Returns the row and the token, which is shown once and never stored."""
-    token = secrets.token_urlsafe(32)
+    token = share_token_new()
     link = ShareLink.objects.create(conversation=conversation, token_hash=share_token_hash(token))
     return link, token
 

@@ -1,28 +1,54 @@
-"""The live picture of one turn: what the templates render, what the recorder keeps in memory and flushes.
+"""A turn's live state and how engine events change it (the fold); how it reads on the page is in
+``presentation.py``.
 
 A ``TurnState`` is built either from the database (``turn_state_from_db``) or, while a run is alive, kept
 up to date by the ``TurnRecorder`` from engine events (``TurnState.apply``). Both paths render through the
 same templates, so a snapshot from a live recorder and a page rendered from the database look the same.
-Text is kept as a list of chunks with a running length: appending is O(1) and the length is the offset the
-next delta applies at (in Unicode code points, which is what room.js counts too).
+
+Text is kept as a list of chunks with a running length: appending is O(1). A delta is appended at the offset
+the engine gave it (code points, which is what room.js counts too); the length is only checked against it,
+never used instead of it, and a mismatch is logged as the defect it is.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, assert_never
 
-from django.utils.functional import cached_property
-from django.utils.safestring import SafeString
-
-from apps.core.markdown import render_markdown
-from apps.fusion import schemas as ev
+from apps.chat.presentation import SeatView, TurnView
+from apps.fusion.schemas import (
+    AnalysisDone,
+    AnalysisFailed,
+    AnalysisStarted,
+    DeltaEvent,
+    FinalDelta,
+    FinalDone,
+    FinalStarted,
+    FusionEvent,
+    RunDone,
+    RunFailed,
+    RunStarted,
+    SeatDelta,
+    SeatDone,
+    SeatFailed,
+    SeatReasoningDelta,
+    SeatStarted,
+    SeatToolCall,
+    SeatToolResult,
+    Source,
+    StepStats,
+    Timings,
+    Totals,
+)
+from apps.providers.base import Usage
 
 if TYPE_CHECKING:
     from apps.chat.models import PanelAnswer, Turn
 
-RUNNING = "running"
+logger = logging.getLogger(__name__)
+
 TERMINAL_STATUSES = frozenset({"done", "failed", "cancelled", "interrupted"})
 # Seat statuses after which a seat's text no longer changes.
 SEAT_FINISHED = frozenset({"done", "failed", "missing", "cancelled"})
@@ -37,12 +63,18 @@ class TextBuffer:
         self._chunks: list[str] = [text] if text else []
         self.length = len(text)
 
-    def append(self, text: str) -> int:
-        """Append ``text`` and return the offset it was appended at."""
-        offset = self.length
-        self._chunks.append(text)
-        self.length += len(text)
-        return offset
+    def append_at(self, offset: int, text: str) -> tuple[int, str]:
+        """Append ``text``, which the engine says starts at ``offset``: where it now starts, and what of it
+        was appended. Both are ``offset`` and ``text`` unless the two sides disagree (a defect: the caller
+        logs it); then what is already here stays, a repeat is trimmed and a gap is closed up, so that
+        what goes on to the viewers matches this buffer and its snapshots exactly."""
+        length = self.length
+        if offset < length:
+            text = text[length - offset :]
+        if text:
+            self._chunks.append(text)
+            self.length = length + len(text)
+        return length, text
 
     def replace(self, text: str) -> None:
         self._chunks = [text] if text else []
@@ -55,24 +87,8 @@ class TextBuffer:
         return self._chunks[0] if self._chunks else ""
 
 
-def format_ms(value: float | None) -> str:
-    if value is None:
-        return ""
-    if value < 1000:
-        return f"{value:.0f} ms"
-    return f"{value / 1000:.1f} s"
-
-
-def format_cost(value: float | None) -> str:
-    if value is None:
-        return "cost unknown"
-    if value == 0:
-        return "$0"
-    return f"${value:.4f}" if value < 1 else f"${value:.2f}"
-
-
 @dataclass
-class SeatState:
+class SeatState(SeatView):
     seat: int
     model: str
     name: str
@@ -92,8 +108,8 @@ class SeatState:
     tools: list[dict[str, str]] = field(default_factory=list)
     # Pages the seat found or read: {"url", "title"}, one per URL, http(s) only.
     sources: list[dict[str, str]] = field(default_factory=list)
+    # Changed since the last write to the database.
     dirty: bool = False
-    _html: SafeString | None = None
 
     @property
     def text(self) -> str:
@@ -103,30 +119,7 @@ class SeatState:
     def finished(self) -> bool:
         return self.status in SEAT_FINISHED
 
-    @property
-    def html(self) -> SafeString:
-        """The finished answer as sanitised Markdown (rendered once)."""
-        if self._html is None:
-            self._html = render_markdown(self.text)
-        return self._html
-
-    @property
-    def ttft(self) -> str:
-        return format_ms(self.ttft_ms)
-
-    @property
-    def duration(self) -> str:
-        return format_ms(self.duration_ms)
-
-    @property
-    def tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    @property
-    def cost_label(self) -> str:
-        return format_cost(self.cost)
-
-    def sources_add(self, sources: list[ev.Source]) -> None:
+    def sources_add(self, sources: list[Source]) -> None:
         known = {source["url"] for source in self.sources}
         for source in sources:
             # Links are rendered into the page: only web addresses, never javascript: or data:.
@@ -136,7 +129,7 @@ class SeatState:
 
 
 @dataclass
-class TurnState:
+class TurnState(TurnView):
     turn_id: int
     conversation_id: int
     position: int
@@ -152,7 +145,7 @@ class TurnState:
     analysis_error: str = ""
     analysis_error_detail: str = ""
     # The judge's figures once it answered (for the totals of a turn cancelled after the analysis).
-    judge_step: ev.StepStats | None = None
+    judge_step: StepStats | None = None
     final: TextBuffer = field(default_factory=TextBuffer)
     final_started: bool = False
     final_done: bool = False
@@ -165,117 +158,8 @@ class TurnState:
     # Characters of the earlier turns' prompts and fused answers (the history this turn was sent): the
     # "writer alone" estimate of the turn's footer reads it. None: unknown.
     history_chars: int | None = None
-    # Turn-level fields changed since the last flush.
+    # Turn-level fields changed since the last write to the database.
     dirty: bool = False
-    _final_html: SafeString | None = None
-
-    # --- what the templates read ------------------------------------------------------------------------
-
-    @property
-    def running(self) -> bool:
-        return self.status == RUNNING
-
-    @property
-    def final_text(self) -> str:
-        return self.final.text
-
-    @property
-    def final_html(self) -> SafeString:
-        if self._final_html is None:
-            self._final_html = render_markdown(self.final_text)
-        return self._final_html
-
-    @property
-    def final_streaming(self) -> bool:
-        """The fused answer is shown as escaped text while it streams, as Markdown once done or stopped."""
-        return self.running and not self.final_done
-
-    @property
-    def seats_finished(self) -> int:
-        return sum(1 for seat in self.seats if seat.finished)
-
-    @property
-    def progress(self) -> str:
-        if self.status == RUNNING:
-            if self.phase == "analysis":
-                return "analysing"
-            if self.phase == "writing":
-                return "writing"
-            if self.phase == "finished":
-                return "finishing"
-            return f"panel {self.seats_finished}/{len(self.seats)} done"
-        if self.status == "done":
-            return "done"
-        if self.status == "cancelled":
-            return "cancelled"
-        if self.status == "interrupted":
-            return "interrupted"
-        return "failed"
-
-    @property
-    def duration(self) -> str:
-        value = self.totals.get("duration_ms") if self.totals else None
-        return format_ms(value) if isinstance(value, int | float) else ""
-
-    @property
-    def total_tokens(self) -> int:
-        usage = self.totals.get("usage") if self.totals else None
-        if isinstance(usage, dict):
-            return int(usage.get("total_tokens") or 0)
-        return 0
-
-    @property
-    def cost_label(self) -> str:
-        return format_cost(self.cost)
-
-    @property
-    def sources(self) -> list[dict[str, str]]:
-        """Every seat's sources, one per URL, in seat order (the API's ``sources``, for the page)."""
-        seen: dict[str, dict[str, str]] = {}
-        for seat in self.seats:
-            for source in seat.sources:
-                seen.setdefault(source["url"], source)
-        return list(seen.values())
-
-    @cached_property
-    def model_names(self) -> dict[str, str]:
-        return {seat.model: seat.name for seat in self.seats}
-
-    @property
-    def analysis_view(self) -> dict[str, Any] | None:
-        """The analysis with model ids replaced by the names the columns show."""
-        if not self.analysis:
-            return None
-        names = self.model_names
-        a = self.analysis
-
-        def name(model: Any) -> str:
-            return names.get(str(model), str(model))
-
-        return {
-            "consensus": a.get("consensus", []),
-            "contradictions": [
-                {
-                    "topic": c.get("topic", ""),
-                    "stances": [
-                        {"model": name(s.get("model")), "stance": s.get("stance", "")}
-                        for s in c.get("stances", [])
-                    ],
-                }
-                for c in a.get("contradictions", [])
-            ],
-            "partial_coverage": [
-                {"point": p.get("point", ""), "models": [name(m) for m in p.get("models", [])]}
-                for p in a.get("partial_coverage", [])
-            ],
-            "unique_insights": [
-                {"model": name(u.get("model")), "insight": u.get("insight", "")}
-                for u in a.get("unique_insights", [])
-            ],
-            "blind_spots": a.get("blind_spots", []),
-        }
-
-    # --- event application (the recorder) ---------------------------------------------------------------
 
     def seat(self, number: int) -> SeatState:
         for seat in self.seats:
@@ -283,74 +167,114 @@ class TurnState:
                 return seat
         raise KeyError(number)
 
-    def apply(self, event: Any) -> None:
-        """Fold one engine event into the state. Deltas are handled by the recorder's fast path."""
-        if isinstance(event, ev.RunStarted):
-            self.phase = "panel"
-        elif isinstance(event, ev.SeatStarted):
-            seat = self.seat(event.seat)
-            seat.status = "streaming"
-            seat.dirty = True
-        elif isinstance(event, ev.SeatToolCall):
-            seat = self.seat(event.seat)
-            call = {"id": event.call_id, "name": event.name, "detail": event.detail}
-            seat.tools.append({**call, "status": "running", "result": ""})
-            seat.dirty = True
-        elif isinstance(event, ev.SeatToolResult):
-            seat = self.seat(event.seat)
-            for call in seat.tools:
-                if call["id"] == event.call_id:
-                    call.update(status="ok" if event.ok else "failed", result=event.detail)
-            seat.sources_add(event.sources)
-            seat.dirty = True
-        elif isinstance(event, ev.SeatDone):
-            self._seat_done(event)
-        elif isinstance(event, ev.SeatFailed):
-            self._seat_failed(event)
-        elif isinstance(event, ev.AnalysisStarted):
-            self.phase = "analysis"
-        elif isinstance(event, ev.AnalysisDone):
-            self.analysis = event.analysis.model_dump()
-            self.analysis_raw = event.raw
-            self.judge_step = ev.StepStats(
-                role="judge", model=self.judge, status="done", usage=event.usage, timings=event.timings
-            )
-        elif isinstance(event, ev.AnalysisFailed):
-            self.analysis_error = event.reason
-            self.analysis_error_detail = event.detail
-            self.analysis_raw = event.raw
-            self.judge_step = ev.StepStats(
-                role="judge", model=self.judge, status="failed", usage=event.usage, timings=event.timings
-            )
-        elif isinstance(event, ev.FinalStarted):
-            self.phase = "writing"
-            self.final_started = True
-        elif isinstance(event, ev.FinalDone):
-            if event.content and event.content != self.final.text:
-                self.final.replace(event.content)
-            self.final_done = True
-            self._final_html = None
-        elif isinstance(event, ev.RunDone):
-            self._totals(event.totals)
-            self.status = "done"
-            self.phase = "finished"
-        elif isinstance(event, ev.RunFailed):
-            self._totals(event.totals)
-            if len(event.partial_final) > self.final.length:
-                self.final.replace(event.partial_final)
-            self.finish(
-                status="cancelled" if event.reason == "cancelled" else "failed",
-                reason=event.reason,
-                message=event.message,
-            )
+    def unsaved_mark(self) -> None:
+        """After a failed write: everything is written again next time (what it held is not known saved)."""
         self.dirty = True
+        for seat in self.seats:
+            seat.dirty = True
+
+    # --- the fold ---------------------------------------------------------------------------------------
+
+    def apply(self, event: FusionEvent) -> None:
+        """Fold one engine event into the state."""
+        match event:
+            case SeatDelta() | SeatReasoningDelta() | FinalDelta():
+                self.delta_apply(event)
+                return
+            case RunStarted():
+                self.phase = "panel"
+            case SeatStarted():
+                seat = self.seat(event.seat)
+                seat.status = "streaming"
+                seat.dirty = True
+            case SeatToolCall():
+                seat = self.seat(event.seat)
+                call = {"id": event.call_id, "name": event.name, "detail": event.detail}
+                seat.tools.append({**call, "status": "running", "result": ""})
+                seat.dirty = True
+            case SeatToolResult():
+                seat = self.seat(event.seat)
+                for call in seat.tools:
+                    if call["id"] == event.call_id:
+                        call.update(status="ok" if event.ok else "failed", result=event.detail)
+                seat.sources_add(event.sources)
+                seat.dirty = True
+            case SeatDone():
+                self._seat_done(event)
+            case SeatFailed():
+                self._seat_failed(event)
+            case AnalysisStarted():
+                self.phase = "analysis"
+            case AnalysisDone():
+                self.analysis = event.analysis.model_dump()
+                self.analysis_raw = event.raw
+                self.judge_step = StepStats(
+                    role="judge", model=self.judge, status="done", usage=event.usage, timings=event.timings
+                )
+            case AnalysisFailed():
+                self.analysis_error = event.reason
+                self.analysis_error_detail = event.detail
+                self.analysis_raw = event.raw
+                self.judge_step = StepStats(
+                    role="judge", model=self.judge, status="failed", usage=event.usage, timings=event.timings
+                )
+            case FinalStarted():
+                self.phase = "writing"
+                self.final_started = True
+            case FinalDone():
+                self._text_settle(self.final, event.content, "the final answer")
+                self.final_done = True
+            case RunDone():
+                self._totals(event.totals)
+                self.status = "done"
+                self.phase = "finished"
+            case RunFailed():
+                self._totals(event.totals)
+                if len(event.partial_final) > self.final.length:
+                    self.final.replace(event.partial_final)
+                self.finish(
+                    status="cancelled" if event.reason == "cancelled" else "failed",
+                    reason=event.reason,
+                    message=event.message,
+                )
+            case _:
+                assert_never(event)
+        self.dirty = True
+
+    def delta_apply(self, event: DeltaEvent) -> tuple[int, str]:
+        """Append a delta's text at the engine's offset: where it starts and what was appended (the event's
+        own offset and text, unless the recorder's text disagrees with the engine's: see ``append_at``)."""
+        match event:
+            case SeatDelta():
+                seat = self.seat(event.seat)
+                seat.dirty = True
+                buffer = seat.buffer
+            case SeatReasoningDelta():
+                seat = self.seat(event.seat)
+                seat.dirty = True
+                buffer = seat.reasoning
+            case FinalDelta():
+                self.dirty = True
+                buffer = self.final
+            case _:
+                assert_never(event)
+        offset, text = buffer.append_at(event.offset, event.text)
+        if offset != event.offset:
+            column = "the final answer" if isinstance(event, FinalDelta) else f"seat {event.seat}"
+            if isinstance(event, SeatReasoningDelta):
+                column += " reasoning"
+            logger.error(
+                "turn %s, %s: a delta for offset %d came with %d characters held; the engine and the "
+                "recorder disagree, the recorder's text is what viewers get until the text is finished",
+                *(self.turn_id, column, event.offset, offset),
+            )
+        return offset, text
 
     def finish(self, *, status: str, reason: str = "", message: str = "") -> None:
         """End the turn: seats still in flight are marked as stopped, keeping their text."""
         self.status = status
         self.failure_reason = reason
         self.error_message = message
-        self._final_html = None
         for seat in self.seats:
             if not seat.finished:
                 seat.status = "cancelled"
@@ -361,19 +285,25 @@ class TurnState:
                     seat.dirty = True
         self.dirty = True
 
-    def _seat_done(self, event: ev.SeatDone) -> None:
+    def _text_settle(self, buffer: TextBuffer, text: str, column: str) -> None:
+        """A finished text as the engine reports it; it matches the deltas unless something is wrong."""
+        if len(text) != buffer.length or text != buffer.text:
+            logger.error(
+                "turn %s, %s: the finished text (%d characters) differs from its deltas (%d); kept",
+                *(self.turn_id, column, len(text), buffer.length),
+            )
+            buffer.replace(text)
+
+    def _seat_done(self, event: SeatDone) -> None:
         seat = self.seat(event.seat)
-        if event.content != seat.buffer.text:
-            seat.buffer.replace(event.content)
+        self._text_settle(seat.buffer, event.content, f"seat {event.seat}")
         seat.status = "done"
         seat.sources_add(event.sources)
         self._seat_figures(seat, event.usage, event.timings)
-        seat._html = None
 
-    def _seat_failed(self, event: ev.SeatFailed) -> None:
+    def _seat_failed(self, event: SeatFailed) -> None:
         seat = self.seat(event.seat)
-        if len(event.partial_text) > seat.buffer.length:
-            seat.buffer.replace(event.partial_text)
+        self._text_settle(seat.buffer, event.partial_text, f"seat {event.seat}")
         seat.status = "missing" if event.reason == "missing" else "failed"
         seat.error = event.error
         seat.status_code = event.status_code
@@ -381,7 +311,7 @@ class TurnState:
         self._seat_figures(seat, event.usage, event.timings)
 
     @staticmethod
-    def _seat_figures(seat: SeatState, usage: Any, timings: ev.Timings) -> None:
+    def _seat_figures(seat: SeatState, usage: Usage, timings: Timings) -> None:
         seat.prompt_tokens = usage.prompt_tokens
         seat.completion_tokens = usage.completion_tokens
         seat.cost = usage.cost
@@ -389,19 +319,9 @@ class TurnState:
         seat.duration_ms = timings.duration_ms
         seat.dirty = True
 
-    def _totals(self, totals: ev.Totals) -> None:
+    def _totals(self, totals: Totals) -> None:
         self.totals = totals.model_dump()
         self.cost = totals.usage.cost
-
-
-def seat_label(model: str) -> tuple[str, bool]:
-    """A model's display name and whether it is a demo model (from the cached catalog: no network wait)."""
-    from apps.providers.registry import gateway_from_settings
-
-    gateway = gateway_from_settings()
-    info = gateway.model_info(model)
-    is_demo = gateway.is_demo(model) or bool(info and info.is_demo)
-    return (info.name if info and info.name else model), is_demo
 
 
 def turn_state_from_db(turn: Turn, answers: list[PanelAnswer] | None = None) -> TurnState:

@@ -93,7 +93,9 @@ async def run_fusion(
     reported and the others carry on. With ``options.quorum`` the judge starts once that many seats are
     done; with ``options.deadline_s`` it starts when the deadline passes. Seats still running then are
     cancelled and reported ``seat.failed`` with reason ``missing``, keeping their partial text. Deltas
-    carry the offset of their first character, so each seat's and the final text are contiguous.
+    (``seat.delta``, ``seat.reasoning``, ``final.delta``) carry the offset of their first character in their
+    own text, counted here once: each seat's answer, each seat's reasoning and the final text are
+    contiguous, and whoever records them trusts these offsets.
 
     Closing the iterator (``aclose``) or cancelling the task iterating it cancels and awaits every
     request in flight: nothing outlives the iteration. The engine does not yield ``run.failed`` for that
@@ -286,10 +288,12 @@ async def _seat_run(
                 call_stream(client=client, request=completion, progress=progress)
             ) as pieces:
                 async for piece in pieces:
-                    if piece.offset is None:
-                        queue.put_nowait(SeatReasoningDelta(seat=spec.seat, text=piece.text))
-                    else:
+                    if piece.kind == "text":
                         queue.put_nowait(SeatDelta(seat=spec.seat, text=piece.text, offset=piece.offset))
+                    else:
+                        queue.put_nowait(
+                            SeatReasoningDelta(seat=spec.seat, text=piece.text, offset=piece.offset)
+                        )
             seat.spent = seat.spent + usage_priced(gateway=gateway, model=spec.model, progress=progress)
             progress.usage = None  # counted: a cancel during the tool calls must not count it again
             if tools is None or toolbox is None or not progress.tool_calls:
@@ -428,7 +432,7 @@ async def _writer_run(
             call_stream(client=client, request=completion, progress=progress)
         ) as pieces:
             async for piece in pieces:
-                if piece.offset is not None:
+                if piece.kind == "text":  # a writer's reasoning is not shown
                     yield FinalDelta(text=piece.text, offset=piece.offset)
     except ProviderError as error:
         code = f" ({error.status_code})" if error.status_code else ""

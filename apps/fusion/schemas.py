@@ -1,8 +1,8 @@
 """The engine's contract: a ``FusionRequest`` in, a stream of ``FusionEvent`` out.
 
 Plain pydantic, no Django. Every event carries ``type`` so a recorder, a WebSocket or an API stream can
-dispatch on it; text deltas carry the ``offset`` at which they apply so a listener can tell a gap from a
-duplicate.
+dispatch on it; text deltas (a seat's answer, a seat's reasoning, the fused answer) carry the ``offset`` at
+which they apply, counted by the engine in code points, so a listener can tell a gap from a duplicate.
 """
 
 from __future__ import annotations
@@ -149,9 +149,12 @@ class SeatDelta(BaseModel):
 
 
 class SeatReasoningDelta(BaseModel):
+    """What a reasoning model streams before (or while) answering; its own text, apart from the answer."""
+
     type: Literal["seat.reasoning"] = "seat.reasoning"
     seat: int
     text: str
+    offset: int  # characters of this seat's reasoning before this delta
 
 
 class Source(BaseModel):
@@ -286,3 +289,6 @@ FusionEvent = Annotated[
     | RunFailed,
     Field(discriminator="type"),
 ]
+
+# The events that carry streamed text, each at the offset the engine counted.
+DeltaEvent = SeatDelta | SeatReasoningDelta | FinalDelta

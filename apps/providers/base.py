@@ -119,7 +119,8 @@ class ProviderError(Exception):
     """A model call that failed, with what a fan-out needs to record it and carry on.
 
     ``retryable`` says whether trying again could help (408, 429, 5xx, connection errors) and is only
-    honoured before the first token. ``partial_text`` keeps what streamed before a mid-stream failure.
+    honoured before the first token. What streamed before a mid-stream failure is the caller's: it was given
+    every piece (``apps.fusion.calls.CallProgress`` keeps them).
     """
 
     def __init__(
@@ -130,7 +131,6 @@ class ProviderError(Exception):
         code: str | None = None,
         retryable: bool = False,
         retry_after: float | None = None,
-        partial_text: str = "",
         model: str | None = None,
     ) -> None:
         super().__init__(message)
@@ -139,7 +139,6 @@ class ProviderError(Exception):
         self.code = code
         self.retryable = retryable
         self.retry_after = retry_after
-        self.partial_text = partial_text
         self.model = model
 
     def __str__(self) -> str:

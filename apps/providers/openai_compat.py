@@ -24,7 +24,6 @@ from apps.providers.base import (
     Finish,
     ProviderError,
     StreamChunk,
-    TextDelta,
     UsageReport,
 )
 from apps.providers.http import shared_client_ready
@@ -56,10 +55,10 @@ StructuredOutputSource = Callable[[str], bool] | Mapping[str, _KnowsStructuredOu
 
 
 class _Progress:
-    """What one call has received so far, across its attempts."""
+    """Where one call stands, across its attempts. Not its text: the caller keeps what it was given
+    (``apps.fusion.calls.CallProgress``), so a failure's partial text is the caller's."""
 
     def __init__(self) -> None:
-        self.text: list[str] = []
         self.yielded = False
         self.finish_reason: str | None = None
         self.model: str | None = None
@@ -129,7 +128,7 @@ class OpenAICompatClient:
     async def stream(self, request: CompletionRequest) -> AsyncGenerator[StreamChunk, None]:
         """Text, reasoning and tool-call deltas as they arrive, then ``UsageReport`` (if sent) and ``Finish``.
 
-        Raises ``ProviderError``; its ``partial_text`` holds every text delta yielded before the failure.
+        Raises ``ProviderError``; what was yielded before a failure is the caller's to keep.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.total_timeout
@@ -141,7 +140,6 @@ class OpenAICompatClient:
                     yield chunk
                 return
             except ProviderError as exc:
-                exc.partial_text = "".join(progress.text)
                 exc.model = exc.model or request.model
                 if progress.yielded or not exc.retryable or attempt >= self.max_retries:
                     raise
@@ -271,10 +269,7 @@ class OpenAICompatClient:
             )
         out: list[StreamChunk] = []
         for choice in chunk.choices:
-            for piece in chunk_deltas(choice):
-                if isinstance(piece, TextDelta):
-                    progress.text.append(piece.text)
-                out.append(piece)
+            out.extend(chunk_deltas(choice))
             if choice.finish_reason == "error":
                 raise self._error("the answer ended with an error", retryable=True)
             progress.finish_reason = choice.finish_reason or progress.finish_reason

@@ -2,8 +2,10 @@
 //
 // Frames from the server (JSON):
 //   {type: "hello", running: [turn ids]}            after connecting: turns to ask a snapshot of
-//   {type: "delta", turn, seat | final, offset, text} text appended as textContent, applied by offset
-//                                                    (with reasoning: true, to the seat's folded reasoning)
+//   {type: "deltas", deltas: [{turn, seat | final, offset, text}, ...]}
+//                                                    text appended as textContent, each delta applied by
+//                                                    offset, in order (with reasoning: true, to the seat's
+//                                                    folded reasoning); one per column that moved
 //   {type: "html", turn, status, html}              server-rendered fragments swapped in by id
 //   {type: "snapshot", turn, status, html}          the whole turn as it is now (replaces or appends it)
 //   {type: "error", message}                        shown in the page
@@ -157,31 +159,31 @@
     updateComposer();
   }
 
-  function applyDelta(frame) {
-    if (awaitingSnapshot.has(frame.turn)) return;
-    const column = `turn-${frame.turn}-seat-${frame.seat}`;
-    const id = frame.final
-      ? `turn-${frame.turn}-final-text`
-      : frame.reasoning
+  function applyDelta(delta) {
+    if (awaitingSnapshot.has(delta.turn)) return;
+    const column = `turn-${delta.turn}-seat-${delta.seat}`;
+    const id = delta.final
+      ? `turn-${delta.turn}-final-text`
+      : delta.reasoning
         ? `${column}-reasoning-text`
         : `${column}-text`;
     const target = document.getElementById(id);
     if (!target) {
-      resync(frame.turn);
+      resync(delta.turn);
       return;
     }
     const have = parseInt(target.dataset.offset || "0", 10);
-    if (frame.offset > have) {
+    if (delta.offset > have) {
       // A delta went missing: the server's snapshot puts us back on track.
-      resync(frame.turn);
+      resync(delta.turn);
       return;
     }
-    const chars = Array.from(frame.text);
-    const fresh = chars.slice(have - frame.offset);
+    const chars = Array.from(delta.text);
+    const fresh = chars.slice(have - delta.offset);
     if (fresh.length === 0) return;
     target.appendChild(document.createTextNode(fresh.join("")));
     target.dataset.offset = String(have + fresh.length);
-    if (frame.reasoning) target.closest("details").hidden = false;
+    if (delta.reasoning) target.closest("details").hidden = false;
   }
 
   function resync(turnId) {
@@ -214,8 +216,8 @@
       return;
     }
     switch (frame.type) {
-      case "delta":
-        applyDelta(frame);
+      case "deltas":
+        for (const delta of frame.deltas) applyDelta(delta);
         break;
       case "html":
         applyHtml(frame);

@@ -18,7 +18,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.test import Client
 
 from apps.chat.models import Conversation, Turn
-from apps.chat.services import conversation_create
+from apps.chat.services import conversation_create, turn_create
 from apps.panels.models import Panel, PanelMember
 from tests.fakes.upstream import FakeUpstream
 
@@ -138,12 +138,12 @@ async def socket_open(
 async def no_leftover_runs() -> AsyncIterator[None]:
     """Cancel runs a failing test left behind, so they do not write into the next test's database."""
     yield
-    from apps.chat.recorder import _LIVE
-    from apps.chat.runs import _TASKS
+    from apps.chat.recorder import recorders_live
 
-    for recorder in list(_LIVE.values()):
+    recorders = recorders_live()
+    for recorder in recorders:
         recorder.cancel()
-    tasks = list(_TASKS.values())
+    tasks = [recorder.task for recorder in recorders if recorder.task is not None]
     if tasks:
         await asyncio.wait(tasks, timeout=5)
 
@@ -191,6 +191,36 @@ async def stranger(transactional_db: None) -> tuple[AbstractBaseUser, str]:
     return await sync_to_async(make)()
 
 
+class EventFeed:
+    """A run's event source driven by the test: each event goes out when the test puts it, so a test waits
+    on what happened, never on a model's pace. ``None`` ends the source; ``closed`` says it was closed."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.closed = False
+
+    def put(self, *events: Any) -> None:
+        for event in events:
+            self.queue.put_nowait(event)
+
+    async def events(self) -> AsyncIterator[Any]:
+        try:
+            while (event := await self.queue.get()) is not None:
+                yield event
+        finally:
+            self.closed = True
+
+
+async def turn_make(room: Room, prompt: str = "Recorded") -> Turn:
+    """A running turn of ``room``'s conversation on its panel, with no run yet."""
+
+    def make() -> Turn:
+        snapshot = room.panel.snapshot()
+        return turn_create(conversation=room.conversation, prompt=prompt, panel_snapshot=snapshot)
+
+    return await sync_to_async(make)()
+
+
 async def wait_for(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while not await check():
@@ -198,19 +228,46 @@ async def wait_for(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) 
 
 
 _STREAM = re.compile(
-    r'<div class="stream" id="turn-(?P<turn>\d+)-(?P<key>seat-\d+|final)-text" data-offset="(?P<offset>\d+)">'
+    r'<div class="stream(?: reasoning-text)?" id="turn-(?P<turn>\d+)-'
+    r'(?P<key>seat-\d+(?:-reasoning)?|final)-text" data-offset="(?P<offset>\d+)">'
     r"(?P<text>.*?)</div>",
     re.S,
 )
 
 
-class Reassembler:
-    """Rebuilds each live text of a turn the way room.js does; counts what arrives out of order."""
+def deltas_of(frame: dict[str, Any]) -> list[dict[str, Any]]:
+    """The text deltas a frame carries, in order (a ``deltas`` frame's; none for any other frame)."""
+    return frame["deltas"] if frame.get("type") == "deltas" else []
 
-    def __init__(self) -> None:
+
+def streamed_past(offset: int) -> Callable[[dict[str, Any]], bool]:
+    """A frame with a delta of an answer (not reasoning) starting past ``offset``."""
+
+    def check(frame: dict[str, Any]) -> bool:
+        return any(d["offset"] > offset and not d.get("reasoning") for d in deltas_of(frame))
+
+    return check
+
+
+def delta_key(delta: dict[str, Any]) -> str:
+    """``seat-<n>``, ``seat-<n>-reasoning`` or ``final``, as in the streams' element ids."""
+    key = "final" if delta.get("final") else f"seat-{delta['seat']}"
+    return f"{key}-reasoning" if delta.get("reasoning") else key
+
+
+class Reassembler:
+    """Rebuilds each live text of a turn the way room.js does; counts what arrives out of order.
+
+    ``strict``: a delta that does not start exactly where its text ends (a gap or a repeat) fails the test.
+    """
+
+    def __init__(self, *, strict: bool = False) -> None:
         self.texts: dict[str, str] = {}
         self.gaps = 0
         self.duplicates = 0
+        self.strict = strict
+        # How many deltas each ``deltas`` frame carried.
+        self.frame_sizes: list[int] = []
 
     def apply(self, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
@@ -219,12 +276,17 @@ class Reassembler:
                 text = html.unescape(match["text"])
                 assert len(text) == int(match["offset"]), "a stream's data-offset must be its length"
                 self.texts[match["key"]] = text
-        elif kind == "delta":
-            key = "final" if frame.get("final") else f"seat-{frame['seat']}"
+        deltas = deltas_of(frame)
+        if deltas:
+            self.frame_sizes.append(len(deltas))
+        for delta in deltas:
+            key = delta_key(delta)
             have = self.texts.get(key, "")
-            if frame["offset"] > len(have):
+            if self.strict:
+                assert delta["offset"] == len(have), f"{key}: a delta at {delta['offset']}, {len(have)} held"
+            if delta["offset"] > len(have):
                 self.gaps += 1
-                return
-            if frame["offset"] < len(have):
+                continue
+            if delta["offset"] < len(have):
                 self.duplicates += 1
-            self.texts[key] = have + frame["text"][len(have) - frame["offset"] :]
+            self.texts[key] = have + delta["text"][len(have) - delta["offset"] :]

@@ -20,10 +20,11 @@ from asgiref.sync import sync_to_async
 from django.db import connections, transaction
 from django.utils import timezone
 
+from apps.chat.flusher import loss_bound_seconds
 from apps.chat.models import PanelAnswer, Turn
-from apps.chat.recorder import TurnRecorder, loss_bound_seconds
+from apps.chat.recorder import TurnRecorder
 from apps.chat.services import turn_create
-from apps.fusion import schemas as ev
+from apps.fusion.schemas import SeatDelta, SeatStarted
 from tests.chat.conftest import Room
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -82,27 +83,24 @@ async def test_a_slow_write_does_not_push_the_next_flush_past_the_loss_bound(roo
     turn = await sync_to_async(make)()
     queue: asyncio.Queue[Any] = asyncio.Queue()
     recorder = TurnRecorder(turn=turn)
-
-    async def drive() -> None:
-        async for _event in recorder.record(_events(queue)):
-            pass
-
-    run = asyncio.create_task(drive())
+    await recorder.start(_events(queue))
+    run = recorder.task
+    assert run is not None
     try:
-        queue.put_nowait(ev.SeatStarted(seat=1, model="demo/atlas"))
-        queue.put_nowait(ev.SeatDelta(seat=1, text="first ", offset=0))
+        queue.put_nowait(SeatStarted(seat=1, model="demo/atlas"))
+        queue.put_nowait(SeatDelta(seat=1, text="first ", offset=0))
         await _wait_saved(turn.pk, "first ")
 
         with _write_held_on(turn.pk) as held:
             assert await asyncio.to_thread(held.wait, 10)
             # The flusher picks this up within one interval, then waits on the held row.
-            queue.put_nowait(ev.SeatDelta(seat=1, text="second ", offset=6))
+            queue.put_nowait(SeatDelta(seat=1, text="second ", offset=6))
             await asyncio.sleep(SLOW_WRITE_S)
         await _wait_saved(turn.pk, "first second ")
 
         # The flusher's last write took about SLOW_WRITE_S: the next one still comes within the bound.
         fed = time.monotonic()
-        queue.put_nowait(ev.SeatDelta(seat=1, text="third", offset=13))
+        queue.put_nowait(SeatDelta(seat=1, text="third", offset=13))
         waited = await _wait_saved(turn.pk, "first second third") - fed
         assert waited <= loss_bound_seconds() + SCHEDULING_SLACK_S, f"saved {waited:.2f} s after it was seen"
     finally:

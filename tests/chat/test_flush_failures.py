@@ -18,7 +18,7 @@ from django.db import connection
 from apps.chat.models import PanelAnswer, Turn
 from apps.chat.recorder import TurnRecorder
 from apps.chat.services import turn_create
-from apps.fusion import schemas as ev
+from apps.fusion.schemas import RunFailed, SeatDelta, SeatDone, SeatStarted, Timings
 from apps.providers.base import Usage
 from tests.chat.conftest import Room
 
@@ -75,12 +75,8 @@ async def _recording(room: Room, settings: Any) -> tuple[Turn, TurnRecorder, asy
     turn = await sync_to_async(make)()
     queue: asyncio.Queue[Any] = asyncio.Queue()
     recorder = TurnRecorder(turn=turn)
-
-    async def drive() -> None:
-        async for _event in recorder.record(_events(queue)):
-            pass
-
-    return turn, recorder, queue, asyncio.create_task(drive())
+    await recorder.start(_events(queue))
+    return turn, recorder, queue, recorder.task
 
 
 async def test_text_and_a_finished_seat_held_by_a_failed_flush_are_written_by_the_next(
@@ -88,17 +84,17 @@ async def test_text_and_a_finished_seat_held_by_a_failed_flush_are_written_by_th
 ) -> None:
     turn, recorder, queue, run = await _recording(room, settings)
     try:
-        queue.put_nowait(ev.SeatStarted(seat=1, model="demo/atlas"))
+        queue.put_nowait(SeatStarted(seat=1, model="demo/atlas"))
         refused = answers_refused()
         await sync_to_async(refused.__enter__)()
         try:
-            queue.put_nowait(ev.SeatDelta(seat=1, text="Kept through a failure.", offset=0))
-            done = ev.SeatDone(
+            queue.put_nowait(SeatDelta(seat=1, text="Kept through a failure.", offset=0))
+            done = SeatDone(
                 seat=1,
                 model="demo/atlas",
                 content="Kept through a failure.",
                 usage=Usage(),
-                timings=ev.Timings(),
+                timings=Timings(),
             )
             queue.put_nowait(done)
             await asyncio.sleep(0.4)  # several flushes fail meanwhile
@@ -119,11 +115,11 @@ async def test_text_and_a_finished_seat_held_by_a_failed_flush_are_written_by_th
 async def test_a_turn_whose_final_write_fails_still_shows_its_end(room: Room, settings: Any) -> None:
     turn, _recorder, queue, run = await _recording(room, settings)
     viewer = await room.open()
-    queue.put_nowait(ev.SeatStarted(seat=1, model="demo/atlas"))
+    queue.put_nowait(SeatStarted(seat=1, model="demo/atlas"))
     refused = answers_refused()
     await sync_to_async(refused.__enter__)()
     try:
-        queue.put_nowait(ev.RunFailed(reason="all_panels_failed", message="Every panel model failed."))
+        queue.put_nowait(RunFailed(reason="all_panels_failed", message="Every panel model failed."))
         ended = await viewer.receive_until(
             lambda f: f.get("type") == "snapshot" and f.get("status") not in (None, "running"), timeout=10
         )

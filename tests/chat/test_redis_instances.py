@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.chat.conftest import Reassembler, Room, turn_ended
+from tests.chat.conftest import Reassembler, Room, streamed_past, turn_ended
 from tests.chat.redis_instances import REDIS_URL, second_instance, two_instance_layers
 
 pytestmark = [
@@ -53,22 +53,19 @@ async def test_a_snapshot_and_a_cancel_cross_instances(room: Room, settings: Any
     await starter.send({"type": "send", "prompt": "Explain Raft", "panel": room.panel.pk})
     started = await starter.receive_until(lambda f: f["type"] == "snapshot")
     turn_id = started["turn"]
-    await starter.receive_until(lambda f: f["type"] == "delta" and f["offset"] > 20)
+    await starter.receive_until(streamed_past(20))
 
     other = await room.open(app=second_instance())
     assert other.frames[0]["running"] == [turn_id]
     await other.send({"type": "resync", "turn": turn_id})
     snapshot = await other.receive_until(lambda f: f["type"] == "snapshot" and f["turn"] == turn_id)
-    texts = Reassembler()
+    texts = Reassembler(strict=True)
     texts.apply(snapshot)
     assert snapshot["status"] == "running" and any(len(t) > 20 for t in texts.texts.values())
 
     await other.send({"type": "cancel", "turn": turn_id})
 
     def strict_until_end(frame: dict[str, Any]) -> bool:
-        if frame["type"] == "delta":
-            key = "final" if frame.get("final") else f"seat-{frame['seat']}"
-            assert frame["offset"] == len(texts.texts.get(key, ""))
         texts.apply(frame)
         return turn_ended(turn_id)(frame)
 

@@ -11,7 +11,7 @@ from asgiref.sync import sync_to_async
 from apps.chat.models import PanelAnswer, Turn
 from apps.chat.recorder import recorder_for
 from apps.chat.runs import run_task
-from tests.chat.conftest import Reassembler, Room, panel_make, turn_ended
+from tests.chat.conftest import Reassembler, Room, panel_make, streamed_past, turn_ended
 from tests.fakes.upstream import FakeUpstream, ModelScript
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -28,7 +28,7 @@ async def test_cancel_stops_the_run_and_keeps_what_streamed(room: Room, settings
 
     def streamed_some(frame: dict[str, Any]) -> bool:
         texts.apply(frame)
-        return frame["type"] == "delta" and frame["offset"] > 20
+        return streamed_past(20)(frame)
 
     await socket.receive_until(streamed_some)
     await socket.send({"type": "cancel", "turn": turn_id})

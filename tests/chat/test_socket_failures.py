@@ -57,7 +57,7 @@ def stale_turn(room: Room) -> Turn:
     )
     PanelAnswer.objects.filter(turn=turn, seat=1).update(status="streaming", content="Half of it")
     Turn.objects.filter(pk=turn.pk).update(
-        heartbeat_at=timezone.now() - timedelta(seconds=120), worker="specific.gone!nowhere"
+        heartbeat_at=timezone.now() - timedelta(seconds=120), recorder_channel="specific.gone!nowhere"
     )
     return turn
 

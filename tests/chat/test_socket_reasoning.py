@@ -6,7 +6,7 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from apps.chat.models import PanelAnswer
-from tests.chat.conftest import Room, panel_make, turn_ended
+from tests.chat.conftest import Room, deltas_of, panel_make, turn_ended
 from tests.fakes.upstream import FakeUpstream, ModelScript
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -27,7 +27,8 @@ async def test_reasoning_streams_as_its_own_delta_and_stays_out_of_the_answer(
     socket = await room.open()
     await socket.send({"type": "send", "prompt": "Which cache?", "panel": panel.pk})
 
-    delta = await socket.receive_until(lambda f: f["type"] == "delta" and bool(f.get("reasoning")))
+    frame = await socket.receive_until(lambda f: any(d.get("reasoning") for d in deltas_of(f)))
+    (delta,) = [d for d in deltas_of(frame) if d.get("reasoning")]
     assert (delta["seat"], delta["offset"], delta["text"]) == (2, 0, REASONING)
     done = await socket.receive_until(
         lambda f: f["type"] == "html" and 'data-seat="2"' in f["html"] and 'data-status="done"' in f["html"]

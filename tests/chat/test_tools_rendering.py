@@ -6,7 +6,7 @@ import re
 
 from apps.chat import rendering
 from apps.chat.state import SeatState, TurnState
-from apps.fusion import schemas as ev
+from apps.fusion.schemas import FinalDelta, FinalDone, SeatToolCall, SeatToolResult, Source, Timings
 from apps.providers.base import Usage
 
 
@@ -26,19 +26,19 @@ def state_make() -> TurnState:
 
 def test_a_tool_call_shows_as_running_then_with_its_result() -> None:
     state = state_make()
-    state.apply(ev.SeatToolCall(seat=1, call_id="c1", name="web_search", detail="redis vs memcached"))
+    state.apply(SeatToolCall(seat=1, call_id="c1", name="web_search", detail="redis vs memcached"))
     running = rendering.tools_html(state, state.seat(1))
     assert 'id="turn-7-seat-1-tools"' in running and "hidden" not in running.split(">")[0]
     assert 'data-tool-status="running"' in running and "Searching" in running
 
     state.apply(
-        ev.SeatToolResult(
+        SeatToolResult(
             seat=1,
             call_id="c1",
             name="web_search",
             ok=True,
             detail="2 results",
-            sources=[ev.Source(url="https://redis.io/docs/", title="Redis docs")],
+            sources=[Source(url="https://redis.io/docs/", title="Redis docs")],
         )
     )
     done = rendering.tools_html(state, state.seat(1))
@@ -56,19 +56,19 @@ def test_a_seat_without_tool_calls_renders_an_empty_hidden_placeholder() -> None
 def test_sources_are_web_links_only_escaped_and_leak_no_referrer() -> None:
     state = state_make()
     hostile = "<img src=x onerror=alert(1)>"
-    state.apply(ev.SeatToolCall(seat=1, call_id="c1", name="web_fetch", detail=hostile))
+    state.apply(SeatToolCall(seat=1, call_id="c1", name="web_fetch", detail=hostile))
     state.apply(
-        ev.SeatToolResult(
+        SeatToolResult(
             seat=1,
             call_id="c1",
             name="web_fetch",
             ok=True,
             detail="1,200 characters",
             sources=[
-                ev.Source(url="javascript:alert(1)", title="evil"),
-                ev.Source(url="data:text/html,<script>alert(1)</script>", title="evil too"),
-                ev.Source(url="https://example.org/a?b=1&c=2", title="<script>alert(1)</script>"),
-                ev.Source(url="https://example.org/a?b=1&c=2", title="the same page again"),
+                Source(url="javascript:alert(1)", title="evil"),
+                Source(url="data:text/html,<script>alert(1)</script>", title="evil too"),
+                Source(url="https://example.org/a?b=1&c=2", title="<script>alert(1)</script>"),
+                Source(url="https://example.org/a?b=1&c=2", title="the same page again"),
             ],
         )
     )
@@ -85,7 +85,7 @@ def test_sources_are_web_links_only_escaped_and_leak_no_referrer() -> None:
 
 def test_a_tool_call_left_running_when_the_turn_stops_is_shown_as_stopped() -> None:
     state = state_make()
-    state.apply(ev.SeatToolCall(seat=1, call_id="c1", name="web_fetch", detail="https://slow.example/"))
+    state.apply(SeatToolCall(seat=1, call_id="c1", name="web_fetch", detail="https://slow.example/"))
     state.finish(status="cancelled", reason="cancelled", message="Cancelled")
     html = rendering.tools_html(state, state.seat(1))
     assert 'data-tool-status="stopped"' in html and ">stopped<" in html
@@ -94,13 +94,13 @@ def test_a_tool_call_left_running_when_the_turn_stops_is_shown_as_stopped() -> N
 def test_the_fused_answer_lists_every_seats_sources_once_when_it_is_done() -> None:
     state = state_make()
     state.seats.append(SeatState(seat=2, model="vendor/b", name="Model B", is_demo=False))
-    redis = ev.Source(url="https://redis.io/docs/", title="Redis docs")
+    redis = Source(url="https://redis.io/docs/", title="Redis docs")
     state.seat(1).sources_add([redis])
-    state.seat(2).sources_add([redis, ev.Source(url="https://memcached.org/", title="")])
-    state.final.append("Use Redis.")
+    state.seat(2).sources_add([redis, Source(url="https://memcached.org/", title="")])
+    state.apply(FinalDelta(text="Use Redis.", offset=0))
     assert "Sources the panel used" not in rendering.final_html(state)  # not while the answer streams
 
-    state.apply(ev.FinalDone(content="Use Redis.", usage=Usage(), timings=ev.Timings()))
+    state.apply(FinalDone(content="Use Redis.", usage=Usage(), timings=Timings()))
     state.status = "done"
     html = rendering.final_html(state)
     assert "Sources the panel used (2)" in html

@@ -118,6 +118,20 @@ async def test_reasoning_is_streamed_apart_from_the_answer(fake: FakeClient, gat
     assert done.timings.ttft_ms is not None
 
 
+async def test_reasoning_deltas_carry_contiguous_offsets_of_their_own(
+    fake: FakeClient, gateway: FakeGateway
+) -> None:
+    fake.script("fake/a", Script(reasoning=["First ", "weigh ", "costs."], chunks=["Use ", "Redis."]))
+
+    events = await events_collect(run_fusion(fusion_request(seats=["fake/a"]), gateway=gateway))
+
+    reasoning = [e for e in events if isinstance(e, SeatReasoningDelta)]
+    assert [(r.offset, r.text) for r in reasoning] == [(0, "First "), (6, "weigh "), (12, "costs.")]
+    # The answer's offsets count the answer alone.
+    answer = [e for e in events if isinstance(e, SeatDelta)]
+    assert [(a.offset, a.text) for a in answer] == [(0, "Use "), (4, "Redis.")]
+
+
 async def test_seat_temperature_wins_over_the_panel_temperature_and_limits_are_passed(
     fake: FakeClient, gateway: FakeGateway
 ) -> None:

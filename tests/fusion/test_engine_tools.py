@@ -13,6 +13,7 @@ from apps.fusion.schemas import (
     SeatDelta,
     SeatDone,
     SeatFailed,
+    SeatReasoningDelta,
     SeatToolCall,
     SeatToolResult,
     Source,
@@ -85,6 +86,21 @@ async def test_a_seat_that_calls_a_tool_gets_the_result_and_then_answers(
     done = next(event for event in of_type(events, SeatDone) if event.seat == 1)
     assert done.content == "Let me check.\n\nThe answer is 42."
     assert done.sources == [GUIDE]
+
+
+async def test_reasoning_before_and_after_a_tool_call_is_one_contiguous_text(
+    fake: FakeClient, gateway: FakeGateway
+) -> None:
+    fake.script(
+        "fake/a",
+        Script(reasoning=["I should look. "], chunks=["Let me check."], tool_calls=[FETCH]),
+        Script(reasoning=["It says 42."], chunks=["The answer is 42."]),
+    )
+
+    events = await events_collect(run_fusion(fusion_request(), gateway=gateway, toolbox=FakeToolbox()))
+
+    reasoning = [e for e in events if isinstance(e, SeatReasoningDelta) and e.seat == 1]
+    assert [(r.offset, r.text) for r in reasoning] == [(0, "I should look. "), (15, "It says 42.")]
 
 
 async def test_text_before_and_after_a_tool_call_streams_as_one_contiguous_answer(

@@ -1,0 +1,266 @@
+"""The recorder's one route: text at the engine's offsets, deltas merged into one frame per window, snapshots
+that join the deltas exactly, its own task, and subscribers whose leaving cancels the run.
+
+The runs here are fed by the test (``EventFeed``), so each step waits on what happened, never on a pace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from apps.chat.models import PanelAnswer, Turn
+from apps.chat.recorder import TurnRecorder, recorder_for
+from apps.fusion.schemas import (
+    RunDone,
+    RunFailed,
+    RunStarted,
+    SeatDelta,
+    SeatDone,
+    SeatReasoningDelta,
+    SeatStarted,
+    Timings,
+    Totals,
+)
+from apps.providers.base import Usage
+from tests.chat.conftest import (
+    EventFeed,
+    Reassembler,
+    Room,
+    Socket,
+    deltas_of,
+    turn_ended,
+    turn_make,
+    wait_for,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class Collected(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture
+def state_errors() -> Iterator[list[str]]:
+    """Errors the turn state logs (on its own logger: the ASGI application's set-up replaces the root's
+    handlers, pytest's among them)."""
+    handler = Collected()
+    logger = logging.getLogger("apps.chat.state")
+    logger.addHandler(handler)
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
+
+
+def seat_done(seat: int, content: str) -> SeatDone:
+    return SeatDone(seat=seat, model="demo/atlas", content=content, usage=Usage(), timings=Timings())
+
+
+async def recording(room: Room, feed: EventFeed) -> tuple[Turn, TurnRecorder, Socket, dict[str, Any]]:
+    """A viewer on ``room``, then a turn recorded from ``feed``; the viewer's first snapshot of it."""
+    viewer = await room.open()
+    turn = await turn_make(room)
+    recorder = TurnRecorder(turn=turn)
+    await recorder.start(feed.events())
+    snapshot = await viewer.receive_until(lambda f: f["type"] == "snapshot" and f["turn"] == turn.pk)
+    return turn, recorder, viewer, snapshot
+
+
+async def ended(recorder: TurnRecorder) -> None:
+    assert recorder.task is not None
+    await asyncio.wait_for(recorder.task, 10)
+
+
+async def test_text_is_kept_at_the_engines_offsets_and_a_disagreement_is_logged(
+    room: Room, state_errors: list[str]
+) -> None:
+    feed = EventFeed()
+    turn, recorder, viewer, snapshot = await recording(room, feed)
+    texts = Reassembler(strict=True)
+    texts.apply(snapshot)
+    feed.put(
+        SeatStarted(seat=1, model="demo/atlas"),
+        SeatReasoningDelta(seat=1, text="Think", offset=0),
+        SeatReasoningDelta(seat=1, text=" more", offset=5),
+        SeatDelta(seat=1, text="Hello ", offset=0),
+        # A repeat, then a gap: defects upstream of the recorder, which a recount would hide.
+        SeatDelta(seat=1, text="Hello ", offset=0),
+        SeatDelta(seat=1, text="world", offset=6),
+        SeatDelta(seat=1, text="!", offset=20),
+        seat_done(1, "Hello world!"),
+        RunDone(totals=Totals()),
+    )
+
+    def until_end(frame: dict[str, Any]) -> bool:
+        texts.apply(frame)
+        return turn_ended(turn.pk)(frame)
+
+    await viewer.receive_until(until_end)
+    await ended(recorder)
+    await viewer.close()
+
+    # The page got every text once, each delta exactly where the last ended: no repeat, no hole.
+    assert texts.texts["seat-1"] == "Hello world!" and texts.texts["seat-1-reasoning"] == "Think more"
+    answer = await sync_to_async(PanelAnswer.objects.get)(turn_id=turn.pk, seat=1)
+    assert answer.content == "Hello world!" and answer.reasoning == "Think more"
+    assert len(state_errors) == 2, state_errors
+    assert "seat 1: a delta for offset 0 came with 6 characters held" in state_errors[0]
+    assert "seat 1: a delta for offset 20 came with 11 characters held" in state_errors[1]
+
+
+async def test_deltas_within_the_window_reach_the_socket_as_one_frame_one_delta_per_column(
+    room: Room, settings: Any
+) -> None:
+    settings.CHAT_DELTA_WINDOW_SECONDS = 0.3
+    feed = EventFeed()
+    turn, recorder, viewer, snapshot = await recording(room, feed)
+    texts = Reassembler(strict=True)
+    texts.apply(snapshot)
+    feed.put(SeatStarted(seat=1, model="demo/atlas"), SeatStarted(seat=2, model="demo/birch"))
+    for _ in range(2):
+        texts.apply(await viewer.receive_until(lambda f: f["type"] == "html"))
+
+    loop = asyncio.get_running_loop()
+    burst_at = loop.time()
+    feed.put(
+        SeatDelta(seat=1, text="Alpha ", offset=0),
+        SeatDelta(seat=2, text="Beta ", offset=0),
+        SeatDelta(seat=1, text="one", offset=6),
+        SeatReasoningDelta(seat=2, text="hmm", offset=0),
+    )
+    frame = await viewer.receive()
+    waited = loop.time() - burst_at
+    texts.apply(frame)
+
+    assert frame["type"] == "deltas" and waited >= 0.25, (frame["type"], waited)
+    assert deltas_of(frame) == [
+        {"turn": turn.pk, "seat": 1, "offset": 0, "text": "Alpha one"},
+        {"turn": turn.pk, "seat": 2, "offset": 0, "text": "Beta "},
+        {"turn": turn.pk, "seat": 2, "reasoning": True, "offset": 0, "text": "hmm"},
+    ]
+    assert texts.texts["seat-1"] == "Alpha one" and texts.texts["seat-2"] == "Beta "
+    feed.put(RunDone(totals=Totals()))
+    await viewer.receive_until(turn_ended(turn.pk))
+    await ended(recorder)
+    await viewer.close()
+
+
+async def test_held_deltas_go_out_before_a_snapshot_and_any_other_frame_and_the_texts_join_exactly(
+    room: Room, settings: Any
+) -> None:
+    settings.CHAT_DELTA_WINDOW_SECONDS = 30  # far past the test's timeouts: only the rule can send them
+    feed = EventFeed()
+    turn, recorder, viewer, snapshot = await recording(room, feed)
+    seen = Reassembler(strict=True)
+    seen.apply(snapshot)
+    feed.put(SeatStarted(seat=1, model="demo/atlas"), SeatDelta(seat=1, text="Hello ", offset=0))
+
+    async def held() -> bool:
+        return recorder.state.seat(1).buffer.length == 6
+
+    await wait_for(held)
+    late = await room.open()
+    await late.send({"type": "resync", "turn": turn.pk})
+    late_snapshot = await late.receive_until(lambda f: f["type"] == "snapshot" and f["turn"] == turn.pk)
+    joined = Reassembler(strict=True)
+    joined.apply(late_snapshot)
+    assert joined.texts["seat-1"] == "Hello "
+    deltas = await viewer.receive_until(lambda f: f["type"] == "deltas")
+    seen.apply(deltas)
+    assert deltas_of(deltas) == [{"turn": turn.pk, "seat": 1, "offset": 0, "text": "Hello "}]
+
+    feed.put(SeatDelta(seat=1, text="world", offset=6), seat_done(1, "Hello world"))
+    for socket, texts in ((viewer, seen), (late, joined)):
+        frames: list[dict[str, Any]] = []
+
+        def until_done(frame: dict[str, Any], texts: Reassembler = texts, frames: list[Any] = frames) -> bool:
+            frames.append(frame)
+            texts.apply(frame)
+            return frame["type"] == "html" and 'data-status="done"' in frame["html"]
+
+        await socket.receive_until(until_done)
+        assert [f["type"] for f in frames] == ["deltas", "html"]
+        assert texts.texts["seat-1"] == "Hello world"
+
+    feed.put(RunDone(totals=Totals()))
+    await ended(recorder)
+    await viewer.close()
+    await late.close()
+
+
+async def test_a_subscriber_that_leaves_mid_run_cancels_it_and_its_source_is_closed(room: Room) -> None:
+    feed = EventFeed()
+    turn = await turn_make(room)
+    recorder = TurnRecorder(turn=turn)
+    events = recorder.subscribe()
+    await recorder.start(feed.events())
+    feed.put(
+        RunStarted(seats=[], judge="demo/judge", writer="demo/writer"),
+        SeatStarted(seat=1, model="demo/atlas"),
+    )
+    feed.put(SeatDelta(seat=1, text="Half an answer", offset=0))
+    seen = [await anext(events) for _ in range(3)]
+    assert [event.type for event in seen] == ["run.started", "seat.started", "seat.delta"]
+
+    await events.aclose()  # the caller is gone: closing waits for the recording to end
+
+    assert recorder.task is not None and recorder.task.done()
+    assert feed.closed and recorder_for(turn.pk) is None
+    saved = await sync_to_async(Turn.objects.get)(pk=turn.pk)
+    answer = await sync_to_async(PanelAnswer.objects.get)(turn_id=turn.pk, seat=1)
+    assert saved.status == "cancelled" and saved.failure_reason == "cancelled"
+    assert answer.content == "Half an answer" and answer.status == "cancelled"
+
+
+async def test_a_subscriber_reads_every_event_then_the_recorders_own_end_of_a_cancelled_run(
+    room: Room,
+) -> None:
+    feed = EventFeed()
+    turn = await turn_make(room)
+    recorder = TurnRecorder(turn=turn)
+    events = recorder.subscribe()
+    await recorder.start(feed.events())
+    feed.put(SeatStarted(seat=1, model="demo/atlas"), SeatDelta(seat=1, text="Some", offset=0))
+    first = [await anext(events), await anext(events)]
+    recorder.cancel()  # as a cancel from a socket, in whichever process, does
+    rest = [event async for event in events]
+
+    assert [event.type for event in first] == ["seat.started", "seat.delta"]
+    assert len(rest) == 1 and isinstance(rest[0], RunFailed) and rest[0].reason == "cancelled"
+    assert feed.closed
+    assert (await sync_to_async(Turn.objects.get)(pk=turn.pk)).status == "cancelled"
+
+
+async def test_a_run_whose_source_raises_ends_interrupted_for_viewers_subscribers_and_the_database(
+    room: Room,
+) -> None:
+    async def broken() -> Any:
+        yield RunStarted(seats=[], judge="demo/judge", writer="demo/writer")
+        raise RuntimeError("boom")
+
+    viewer = await room.open()
+    turn = await turn_make(room)
+    recorder = TurnRecorder(turn=turn)
+    events = recorder.subscribe()
+    await recorder.start(broken())
+    seen = [event async for event in events]
+    end = await viewer.receive_until(turn_ended(turn.pk))
+    await viewer.close()
+
+    assert [event.type for event in seen] == ["run.started", "run.failed"]
+    assert isinstance(seen[-1], RunFailed) and seen[-1].reason == "unexpected_error"
+    assert end["status"] == "interrupted"
+    saved = await sync_to_async(Turn.objects.get)(pk=turn.pk)
+    assert saved.status == Turn.Status.INTERRUPTED and "RuntimeError" in saved.error_message

@@ -1,0 +1,47 @@
+"""The socket joins its conversation's channel-layer group while it is open, and leaves it when it closes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from channels.layers import get_channel_layer
+
+from apps.chat.layers import InProcessChannelLayer
+from tests.chat.conftest import Room
+
+
+class WatchedLayer(InProcessChannelLayer):
+    """The one-process layer, noting who joins and leaves which group (the channel name is the consumer's)."""
+
+    def __init__(self, **config: Any) -> None:
+        super().__init__(**config)
+        self.joined: list[tuple[str, str]] = []
+        self.left: list[tuple[str, str]] = []
+
+    async def group_add(self, group: str, channel: str) -> None:
+        self.joined.append((group, channel))
+        await super().group_add(group, channel)
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        self.left.append((group, channel))
+        await super().group_discard(group, channel)
+
+
+async def test_the_socket_leaves_its_conversations_group_when_it_closes(room: Room, settings: Any) -> None:
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": f"{__name__}.WatchedLayer"}}
+    socket = await room.open()
+    layer = get_channel_layer()
+    assert isinstance(layer, WatchedLayer)
+    group = f"conversation.{room.conversation.pk}"
+    [(joined, channel)] = layer.joined
+    assert joined == group
+    await layer.group_send(group, {"type": "chat.frame", "text": json.dumps({"type": "probe"})})
+    assert await socket.receive() == {"type": "probe"}
+
+    await socket.close()
+    assert layer.left == [(group, channel)]
+    # Nothing sent to the group reaches the closed socket's channel any more.
+    await layer.group_send(group, {"type": "chat.frame", "text": "too late"})
+    await layer.send(channel, {"type": "check"})
+    assert await layer.receive(channel) == {"type": "check"}
