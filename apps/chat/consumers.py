@@ -137,9 +137,23 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=rendering.error_frame(message))
 
     # --- from the channel layer -------------------------------------------------------------------------
-    # Channels closes stale database connections before every handler (documented since Channels 4.2): a hop
-    # through the thread that runs the ORM, once per channel-layer message whatever the number of frames in
-    # it, so fewer, fuller messages (``chat.frames``) cost less. bench/relay.py prices the hop.
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Channels' dispatch, except for the relayed frames, which go straight to their handler.
+
+        Before every handler Channels closes stale database connections (since Channels 4.2): a hop to the
+        one thread that runs the ORM for every socket of the process. Relaying a frame the recorder already
+        built touches no database, and there are dozens a second per socket: with a few hundred sockets that
+        hop, not the relay, sets the delay (bench/relay.py prices it). Every other message, the socket's own
+        included, still goes through Channels' dispatch and its clean-up.
+        """
+        kind = message.get("type")
+        if kind == "chat.frame":
+            await self.chat_frame(message)
+        elif kind == "chat.frames":
+            await self.chat_frames(message)
+        else:
+            await super().dispatch(message)
 
     async def chat_frame(self, event: dict[str, Any]) -> None:
         """``{"type": "chat.frame", "text": ...}``: one frame, as it is, for the browser."""

@@ -45,3 +45,38 @@ async def test_the_socket_leaves_its_conversations_group_when_it_closes(room: Ro
     await layer.group_send(group, {"type": "chat.frame", "text": "too late"})
     await layer.send(channel, {"type": "check"})
     assert await layer.receive(channel) == {"type": "check"}
+
+
+async def test_relayed_frames_skip_the_database_check_and_other_messages_keep_it(
+    room: Room, monkeypatch: Any
+) -> None:
+    # Channels' dispatch closes stale database connections before every handler, through this function
+    # (its test communicator turns the clean-up itself into a no-op, so the call is what is counted).
+    import channels.consumer
+
+    checks: list[int] = []
+    real = channels.consumer.aclose_old_connections
+
+    async def counted() -> None:
+        checks.append(1)
+        await real()
+
+    monkeypatch.setattr(channels.consumer, "aclose_old_connections", counted)
+    socket = await room.open()
+    layer = get_channel_layer()
+    assert layer is not None
+    group = f"conversation.{room.conversation.pk}"
+    before = len(checks)
+    for number in range(20):
+        await layer.group_send(
+            group, {"type": "chat.frame", "text": json.dumps({"type": "probe", "n": number})}
+        )
+    await layer.group_send(group, {"type": "chat.frames", "texts": [json.dumps({"type": "probe", "n": 20})]})
+    for number in range(21):
+        assert await socket.receive() == {"type": "probe", "n": number}
+    assert len(checks) == before
+
+    # A frame from the page goes through Channels' dispatch, clean-up included.
+    await socket.send({"type": "resync", "turn": 999999})
+    assert (await socket.receive())["type"] == "error"
+    assert len(checks) > before
