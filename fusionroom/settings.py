@@ -125,6 +125,10 @@ def redis_channel_layer(url: str, **config: Any) -> dict[str, Any]:
         "address": url,
         "socket_timeout": RedisChannelLayer.brpop_timeout + 10,
         "socket_connect_timeout": 5,
+        # redis-py 8 caps a pool at 100 connections and fails the next command at once: a busy process has
+        # more sends in flight than that (every live run broadcasts), and its turns were lost. Redis itself
+        # accepts 10,000 clients by default; a connection is only opened when one is needed at the same time.
+        "max_connections": 10_000,
     }
     if urlsplit(url).scheme != "unix":
         # A pooled connection that sits idle while the peer silently vanishes is found dead by the kernel, so

@@ -4,6 +4,8 @@ relies on it) and the channels-redis connection settings."""
 from __future__ import annotations
 
 import asyncio
+import os
+import uuid
 from typing import Any
 
 import pytest
@@ -204,3 +206,31 @@ def test_redis_layer_reads_outlast_its_blocking_wait_and_dead_servers_still_fail
     assert connection.socket_connect_timeout is not None and connection.socket_connect_timeout <= 10
     if not url.startswith("unix:"):
         assert connection.socket_keepalive
+
+
+def test_redis_layer_pools_are_not_capped_below_a_busy_process() -> None:
+    # redis-py 8 caps an asyncio pool at 100 connections and fails the next command at once
+    # (MaxConnectionsError): a busy process has more group sends in flight than that, and lost turns.
+    layer, _connection = redis_connection_for("redis://127.0.0.1:6379/0")
+    assert layer.create_pool(0).max_connections >= 1000
+
+
+@pytest.mark.redis
+@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="REDIS_URL is not set")
+async def test_hundreds_of_group_sends_at_once_on_redis_all_succeed() -> None:
+    config = redis_channel_layer(os.environ["REDIS_URL"], prefix=f"test-{uuid.uuid4().hex[:8]}")
+    layer = import_string(config["BACKEND"])(**config["CONFIG"])
+    channels = [await layer.new_channel() for _ in range(50)]
+    for index, channel in enumerate(channels):
+        await layer.group_add(f"conversation.{index}", channel)
+    try:
+        await asyncio.gather(
+            *(
+                layer.group_send(f"conversation.{n % 50}", {"type": "chat.frame", "text": "x"})
+                for n in range(500)
+            )
+        )
+        received = [await layer.receive(channels[0]) for _ in range(10)]
+        assert received == [{"type": "chat.frame", "text": "x"}] * 10
+    finally:
+        await layer.flush()
