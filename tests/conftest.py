@@ -12,6 +12,17 @@ from apps.panels.presets import sync_preset_rows
 pytest_plugins = ["tests.fakes.fixtures", "tests.live_server"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _asgi_application_loaded() -> None:
+    """Load the ASGI application before any test captures logs.
+
+    Loading it runs ``django.setup()`` again, which applies ``LOGGING`` and so replaces the root logger's
+    handlers, pytest's capture handler among them: a test that loaded it first would see no log record at
+    all, and its "nothing was logged" assertions could not fail.
+    """
+    import fusionroom.asgi  # noqa: F401
+
+
 @pytest.fixture(autouse=True)
 def _fresh_channel_layers() -> Iterator[None]:
     """Each test gets channel layers of its own.
