@@ -220,6 +220,16 @@ def _wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0
     raise RuntimeError(f"{url} did not answer within {timeout} s")
 
 
+def process_stop(process: subprocess.Popen[Any], timeout: float = 30.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``timeout`` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def _cpu_seconds(pid: int) -> float:
     return processes.cpu_seconds(pid)
 
@@ -381,12 +391,7 @@ def _scenario(
             if workers is not None and processes.children(server.pid) != pids:
                 result.errors.append("a worker was restarted during the run")
         finally:
-            server.terminate()
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            process_stop(server)
             log.seek(0)
             tail = log.read().decode(errors="replace").strip().splitlines()[-5:]
             if result.errors and tail:

@@ -4,10 +4,10 @@
 socket and one idle recorder listener waiting on a channel of its own, as in a live run. Two parts, each
 in rounds interleaved so that a busy machine weighs on every variant alike (medians are printed):
 
-- the layer alone: a reader task per socket channel; ``chat.frames`` messages (two frames) go round the
-  groups as fast as the readers take them. CPU time per message.
+- the layer alone: a reader task per socket channel; ``chat.frame`` messages (what the recorder sends) go
+  round the groups as fast as the readers take them. CPU time per message.
 - the socket path: the chatroom's ``ConversationConsumer`` through its ASGI interface, its handlers reached
-  by Channels' dispatch as under Daphne. For ``SECONDS`` a producer sends ``chat.frames`` messages round the
+  by Channels' dispatch as under Daphne. For ``SECONDS`` a producer sends ``chat.frame`` messages round the
   groups at ``MESSAGES_PER_S`` per conversation (the load benchmark's 3 seats at 20 one-token chunks a
   second). CPU time per message (producer + layer + consumer) and the delay from the time a message was due
   to its first frame reaching the socket (p50, p99).
@@ -76,7 +76,7 @@ async def _layer_alone(size: int, make_layer: Callable[[], Any]) -> float:
     tasks += [asyncio.create_task(layer.receive(await layer.new_channel())) for _ in range(size)]
     await asyncio.sleep(0)
     started = time.process_time()
-    message = {"type": "chat.frames", "texts": [FRAME, FRAME]}
+    message = {"type": "chat.frame", "text": FRAME}
     for sent in range(LAYER_MESSAGES):
         await layer.group_send(f"conversation.{sent % size}", message)
         if sent % size == size - 1:
@@ -109,7 +109,7 @@ class _Socket:
     async def send(self, message: dict[str, Any]) -> None:
         if message["type"] == "websocket.send":
             text = message["text"]
-            if not text.startswith("{"):  # the stamp the producer put in the first frame
+            if not text.startswith("{"):  # the stamp the producer sent
                 self.delays.append(time.perf_counter() - float(text))
                 if len(self.delays) == self.total:
                     self.drained.set()
@@ -177,7 +177,7 @@ async def _socket_path(
         due = min(total, int((time.perf_counter() - started) * rate))
         while sent < due:
             stamp = f"{started + sent / rate:.9f}"  # when it was due: a producer held up is late too
-            await layer.group_send(groups[sent % size], {"type": "chat.frames", "texts": [stamp, FRAME]})
+            await layer.group_send(groups[sent % size], {"type": "chat.frame", "text": stamp})
             sent += 1
         await asyncio.sleep(0.001)
     with contextlib.suppress(TimeoutError):

@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from bench.load import ROOT, _free_port, _wait_http
+from bench.load import ROOT, _free_port, _wait_http, process_stop
 
 SIZE = 50
 MODES = ("IMMEDIATE", "DEFERRED")
@@ -177,12 +177,7 @@ def _scenario(mode: str, size: int, folder: Path) -> Outcome:
         _wait_http(f"http://127.0.0.1:{port}/accounts/login/", daphne)
         asyncio.run(_drive(f"127.0.0.1:{port}", prepared, outcome))
     finally:
-        daphne.terminate()
-        try:
-            daphne.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            daphne.kill()
-            daphne.wait()
+        process_stop(daphne)
     return outcome
 
 

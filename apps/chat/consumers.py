@@ -139,7 +139,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     # --- from the channel layer -------------------------------------------------------------------------
 
     async def dispatch(self, message: dict[str, Any]) -> None:
-        """Channels' dispatch, except for the relayed frames, which go straight to their handler.
+        """Channels' dispatch, except for relayed frames, which go straight to their handler.
 
         Before every handler Channels closes stale database connections (since Channels 4.2): a hop to the
         one thread that runs the ORM for every socket of the process. Relaying a frame the recorder already
@@ -147,22 +147,14 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         hop, not the relay, sets the delay (bench/relay.py prices it). Every other message, the socket's own
         included, still goes through Channels' dispatch and its clean-up.
         """
-        kind = message.get("type")
-        if kind == "chat.frame":
+        if message.get("type") == "chat.frame":
             await self.chat_frame(message)
-        elif kind == "chat.frames":
-            await self.chat_frames(message)
         else:
             await super().dispatch(message)
 
     async def chat_frame(self, event: dict[str, Any]) -> None:
         """``{"type": "chat.frame", "text": ...}``: one frame, as it is, for the browser."""
         await self.send(text_data=event["text"])
-
-    async def chat_frames(self, event: dict[str, Any]) -> None:
-        """``{"type": "chat.frames", "texts": [...]}``: several frames, in order."""
-        for text in event["texts"]:
-            await self.send(text_data=text)
 
     async def chat_snapshot(self, event: dict[str, Any]) -> None:
         """A recorder's answer to our ``run.snapshot``: the turn as it is now, so the database need not."""
