@@ -6,6 +6,7 @@ import asyncio
 import html
 import json
 import re
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +21,7 @@ from django.test import Client
 from apps.chat.models import Conversation, Turn
 from apps.chat.services import conversation_create, turn_create
 from apps.panels.models import Panel, PanelMember
-from tests.fakes.upstream import FakeUpstream
+from tests.fakes.upstream import FakeUpstream, ModelScript
 
 ORIGIN = b"http://localhost"
 # The Host a browser on ORIGIN sends: the socket's origin check compares the two (apps/chat/origin.py).
@@ -189,6 +190,16 @@ async def stranger(transactional_db: None) -> tuple[AbstractBaseUser, str]:
         return user, session_cookie(user)
 
     return await sync_to_async(make)()
+
+
+async def held_panel(room: Room, endpoint: FakeUpstream, *holds: int) -> tuple[Panel, list[threading.Event]]:
+    """A panel of ``room``'s user with one seat, ``fake/held``, and the demo judge and writer. The seat pauses
+    before each of these content chunks until the test sets that chunk's event (returned in the same order):
+    a run is "still going" because the test holds it, not because the model is slow enough."""
+    events = [threading.Event() for _ in holds]
+    endpoint.script("held", ModelScript(holds=dict(zip(holds, events, strict=True))))
+    panel = await sync_to_async(panel_make)(room.user, ["fake/held"])
+    return panel, events
 
 
 class EventFeed:

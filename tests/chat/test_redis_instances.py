@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from tests.chat.conftest import Reassembler, Room, streamed_past, turn_ended
+from tests.chat.conftest import Reassembler, Room, held_panel, turn_ended
 from tests.chat.redis_instances import REDIS_URL, second_instance, two_instance_layers
+from tests.fakes.upstream import FakeUpstream
 
 pytestmark = [
     pytest.mark.redis,
@@ -47,13 +48,20 @@ async def test_a_client_of_one_instance_sees_a_run_started_through_the_other(
     await watcher.close()
 
 
-async def test_a_snapshot_and_a_cancel_cross_instances(room: Room, settings: Any) -> None:
-    settings.DEMO_MODEL_DELAY = 0.01
+async def test_a_snapshot_and_a_cancel_cross_instances(room: Room, endpoint: FakeUpstream) -> None:
+    # Held for good after 8 words: the cancel certainly reaches a running turn.
+    panel, (_never,) = await held_panel(room, endpoint, 8)
     starter = await room.open()
-    await starter.send({"type": "send", "prompt": "Explain Raft", "panel": room.panel.pk})
+    await starter.send({"type": "send", "prompt": "Explain Raft", "panel": panel.pk})
     started = await starter.receive_until(lambda f: f["type"] == "snapshot")
     turn_id = started["turn"]
-    await starter.receive_until(streamed_past(20))
+    seen = Reassembler()
+
+    def streamed_some(frame: dict[str, Any]) -> bool:
+        seen.apply(frame)
+        return len(seen.texts.get("seat-1", "")) > 20
+
+    await starter.receive_until(streamed_some)
 
     other = await room.open(app=second_instance())
     assert other.frames[0]["running"] == [turn_id]

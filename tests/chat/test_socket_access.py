@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from channels.testing import WebsocketCommunicator
 
-from tests.chat.conftest import HOST, ORIGIN, Room, application, socket_open
+from tests.chat.conftest import HOST, ORIGIN, Room, application, held_panel, socket_open
+from tests.fakes.upstream import FakeUpstream
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -60,15 +61,15 @@ async def test_the_allowed_origin_is_accepted(room: Room) -> None:
 
 
 async def test_a_stranger_cannot_cancel_or_resync_someone_elses_turn(
-    room: Room, stranger: tuple[Any, str], settings: Any
+    room: Room, stranger: tuple[Any, str], endpoint: FakeUpstream
 ) -> None:
     from asgiref.sync import sync_to_async
 
     from apps.chat.services import conversation_create
 
-    settings.DEMO_MODEL_DELAY = 0.002
+    panel, (release,) = await held_panel(room, endpoint, 3)
     owner = await room.open()
-    await owner.send({"type": "send", "prompt": "Mine", "panel": room.panel.pk})
+    await owner.send({"type": "send", "prompt": "Mine", "panel": panel.pk})
     started = await owner.receive_until(lambda f: f["type"] == "snapshot")
 
     own = await sync_to_async(conversation_create)(owner=stranger[0])
@@ -79,6 +80,8 @@ async def test_a_stranger_cannot_cancel_or_resync_someone_elses_turn(
         await intruder.send({"type": kind, "turn": started["turn"]})
         frame = await intruder.receive()
         assert frame["type"] == "error" and "no such turn" in frame["message"].lower()
+    # Held until now, so the run was certainly going while the stranger tried.
+    release.set()
     ended = await owner.receive_until(lambda f: f.get("status") not in (None, "running"))
     assert ended["status"] == "done"
     await intruder.close()

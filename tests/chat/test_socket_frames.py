@@ -12,7 +12,8 @@ from apps.chat.frames import MAX_FRAME_CHARS
 from apps.chat.models import Turn
 from apps.fusion.schemas import MAX_PROMPT_CHARS
 from apps.panels.models import Panel, PanelMember
-from tests.chat.conftest import Room, turn_ended
+from tests.chat.conftest import Room, held_panel, turn_ended
+from tests.fakes.upstream import FakeUpstream
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -62,14 +63,15 @@ async def test_bad_frames_each_get_an_error_and_the_socket_keeps_working(
     await socket.close()
 
 
-async def test_a_second_send_while_a_run_is_going_is_refused(room: Room, settings: Any) -> None:
-    settings.DEMO_MODEL_DELAY = 0.002
+async def test_a_second_send_while_a_run_is_going_is_refused(room: Room, endpoint: FakeUpstream) -> None:
+    panel, (release,) = await held_panel(room, endpoint, 3)
     socket = await room.open()
-    await socket.send({"type": "send", "prompt": "First", "panel": room.panel.pk})
+    await socket.send({"type": "send", "prompt": "First", "panel": panel.pk})
     await socket.receive_until(lambda f: f["type"] == "snapshot")
-    await socket.send({"type": "send", "prompt": "Second", "panel": room.panel.pk})
+    await socket.send({"type": "send", "prompt": "Second", "panel": panel.pk})
     error = await socket.receive_until(lambda f: f["type"] == "error")
     assert "already in progress" in error["message"]
+    release.set()
     await socket.receive_until(turn_ended())
     await socket.close()
     assert await sync_to_async(Turn.objects.count)() == 1

@@ -25,7 +25,17 @@ from apps.fusion.schemas import (
     Totals,
 )
 from apps.providers.base import Usage
-from tests.chat.conftest import EventFeed, Reassembler, Room, deltas_of, turn_ended, turn_make, wait_for
+from tests.chat.conftest import (
+    EventFeed,
+    Reassembler,
+    Room,
+    deltas_of,
+    held_panel,
+    turn_ended,
+    turn_make,
+    wait_for,
+)
+from tests.fakes.upstream import FakeUpstream
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -130,17 +140,21 @@ async def test_a_second_socket_sees_the_same_live_run(room: Room, settings: Any)
     assert seen.texts == texts.texts and seen.gaps == 0
 
 
-async def test_closing_the_socket_does_not_stop_the_run(room: Room, settings: Any) -> None:
-    settings.DEMO_MODEL_DELAY = 0.002
+async def test_closing_the_socket_does_not_stop_the_run(room: Room, endpoint: FakeUpstream) -> None:
+    panel, (release,) = await held_panel(room, endpoint, 5)
     socket = await room.open()
-    await socket.send({"type": "send", "prompt": PROMPT, "panel": room.panel.pk})
+    await socket.send({"type": "send", "prompt": PROMPT, "panel": panel.pk})
     started = await socket.receive_until(lambda f: f["type"] == "snapshot")
+    await socket.receive_until(lambda f: bool(deltas_of(f)))
     await socket.close()
     task = run_task(started["turn"])
-    assert task is not None
+    assert task is not None and not task.done(), "the seat is held: the run is still going"
+    release.set()
     await asyncio.wait_for(task, timeout=20)
     turn = await room.turn(started["turn"])
+    answers = await answers_of(started["turn"])
     assert turn.status == "done" and turn.final_text
+    assert answers[0].status == "done" and len(answers[0].content.split()) > 5, "all of it, past the hold"
 
 
 async def test_reconnecting_mid_run_gets_a_snapshot_then_the_rest_without_loss_or_repeat(room: Room) -> None:
@@ -193,10 +207,12 @@ async def test_reconnecting_mid_run_gets_a_snapshot_then_the_rest_without_loss_o
     assert saved.final_text == "Fused." and answers[0].content == answer
 
 
-async def test_the_recorder_flushes_text_while_the_run_is_going(room: Room, settings: Any) -> None:
-    settings.DEMO_MODEL_DELAY = 0.004
+async def test_the_recorder_flushes_text_while_the_run_is_going(room: Room, endpoint: FakeUpstream) -> None:
+    # Held twice: after the first text is saved, and again after more text, so the heartbeat is refreshed by
+    # a tick that only carried text while the turn is certainly still running.
+    panel, (first, second) = await held_panel(room, endpoint, 5, 10)
     socket = await room.open()
-    await socket.send({"type": "send", "prompt": PROMPT, "panel": room.panel.pk})
+    await socket.send({"type": "send", "prompt": PROMPT, "panel": panel.pk})
     started = await socket.receive_until(lambda f: f["type"] == "snapshot")
     turn_id = started["turn"]
 
@@ -209,6 +225,7 @@ async def test_the_recorder_flushes_text_while_the_run_is_going(room: Room, sett
     turn = await room.turn(turn_id)
     assert turn.recorder_channel and turn.heartbeat_at is not None
     taken_at = turn.heartbeat_at
+    first.set()
 
     async def heartbeat_refreshed() -> bool:
         beat = (await room.turn(turn_id)).heartbeat_at
@@ -220,6 +237,8 @@ async def test_the_recorder_flushes_text_while_the_run_is_going(room: Room, sett
     beat = (await room.turn(turn_id)).heartbeat_at
     assert beat is not None and abs((timezone.now() - beat).total_seconds()) < 30
     assert await sync_to_async(turns_reap_stale)(conversation_id=room.conversation.pk) == 0
+    assert (await room.turn(turn_id)).status == "running"
+    second.set()
     await socket.receive_until(turn_ended(turn_id))
     await socket.close()
     finished = await room.turn(turn_id)

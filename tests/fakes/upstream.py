@@ -98,6 +98,9 @@ class ModelScript:
     # Failures after ``K`` content chunks.
     error_mid_stream_after: int | None = None
     stall_after: int | None = None
+    # Pauses before content chunk K until its event is set (from any thread): the test decides when the
+    # stream moves on, so "still running" is a fact rather than a race against the model's pace.
+    holds: dict[int, threading.Event] = field(default_factory=dict)
     malformed_after: int | None = None
     drop_after: int | None = None
     # Tool calls the model makes: [{"name": "web_search", "arguments": {...} or "json", "id": optional}].
@@ -402,6 +405,10 @@ class FakeUpstream:
                 return False
             if index == script.stall_after:
                 await asyncio.Event().wait()
+            if (hold := script.holds.get(index)) is not None:
+                # Polled: the event may be set from the test's thread while this loop runs in another.
+                while not hold.is_set():
+                    await asyncio.sleep(0.005)
             if index == script.malformed_after:
                 await send('data: {"id": "gen-broken", "choices": [{"delta": {"content": "x\n\n')
             if index == script.error_mid_stream_after:
