@@ -118,13 +118,13 @@ def server_env(upstream_url: str) -> dict[str, str]:
         "CHAT_STALE_AFTER_SECONDS": f"{STALE_AFTER_S:g}",
         "CHAT_HEARTBEAT_SECONDS": f"{HEARTBEAT_S:g}",
         "CHAT_SNAPSHOT_TIMEOUT_SECONDS": "1",
-        # Persistent connections, as a production deployment keeps them: drill 3 has something to kill.
-        "DATABASE_CONN_MAX_AGE": "60",
         "WEB_FETCH": "0",
         "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
     }
-    for name in ("FUSIONROOM_ENDPOINTS", "WEB_SEARCH_URL", "DJANGO_SETTINGS_MODULE"):
+    # No DATABASE_CONN_MAX_AGE: the servers keep the connection pool settings give PostgreSQL in production,
+    # whose open connections give drill 3 something to kill.
+    for name in ("FUSIONROOM_ENDPOINTS", "WEB_SEARCH_URL", "DJANGO_SETTINGS_MODULE", "DATABASE_CONN_MAX_AGE"):
         env.pop(name, None)
     return env
 

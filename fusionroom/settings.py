@@ -107,39 +107,47 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         # connection. An HTTP request's thread ends with the request, and its connection with it.
         DATABASES["default"]["CONN_MAX_AGE"] = None
 
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and not env_str("DATABASE_CONN_MAX_AGE"):
+    # A pool of connections per process (psycopg's, through Django's documented "pool" option): the sockets,
+    # the run recorders and the flusher go through Channels' database_sync_to_async, which closes the
+    # connection after every call, so without a pool every call opened a new one (a TCP and authentication
+    # round trip each: most of a busy process's database time). Django checks a pooled connection before
+    # handing it out (CONN_HEALTH_CHECKS), so one the server dropped is replaced instead of failing.
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 2,
+        "max_size": env_int("DATABASE_POOL_SIZE", 20, minimum=2),
+        # Seconds a caller waits for a free connection before an error, when all are in use.
+        "timeout": 20,
+    }
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 
 def redis_channel_layer(url: str, **config: Any) -> dict[str, Any]:
     """The channels-redis layer on ``url`` as ``CHANNEL_LAYERS`` takes it; ``config`` adds to its CONFIG.
 
-    channels-redis waits for a message with a blocking Redis read of ``RedisChannelLayer.brpop_timeout``
-    (5 s), over and over. redis-py 8 gives every socket read a 5 s timeout by default, which ends that wait
-    first with an error: sockets close with 1011 and a run stops hearing cancels and snapshot requests. So
-    reads get the block plus 10 s (a busy server or network may answer a little late); a connection that is
-    really gone still fails within that. The tests build their layers here too.
+    The pub/sub layer, not channels-redis's list-based one: there each process takes its messages from Redis
+    one blocking read (a round trip) at a time, so a busy process fell behind its own sockets, its shared
+    inbound list filled up (capacity) and group sends were dropped: with 50 concurrent runs on one worker,
+    14 of the 50 turns never reached their page's end (bench/load.py, postgres set-up). A subscription
+    instead streams every message of the process's groups and channels down one connection as published.
+    Nothing waits in Redis for a channel nobody listens to, which is what a run needs: a frame for a page
+    that has gone is dropped either way, and a cancel or snapshot request for a recorder that has gone falls
+    back to the database.
+    The tests build their layers here too.
     """
-    from channels_redis.core import RedisChannelLayer
-
     host: dict[str, Any] = {
         "address": url,
-        "socket_timeout": RedisChannelLayer.brpop_timeout + 10,
+        # A publish waits for Redis's reply this long at most; the subscription's own reads have their own
+        # short timeout (the layer polls it), so a quiet socket is never an error.
+        "socket_timeout": 10,
         "socket_connect_timeout": 5,
-        # redis-py 8 caps a pool at 100 connections and fails the next command at once: a busy process has
-        # more sends in flight than that (every live run broadcasts), and its turns were lost. Redis itself
-        # accepts 10,000 clients by default; a connection is only opened when one is needed at the same time.
-        "max_connections": 10_000,
     }
     if urlsplit(url).scheme != "unix":
         # A pooled connection that sits idle while the peer silently vanishes is found dead by the kernel, so
         # the pool reconnects when it hands it out, instead of a command waiting out the socket timeout.
-        # (No health_check_interval: redis-py retries nothing here, so a failed PING would fail the command
-        # all the same, and the pool already replaces connections the server closed.)
         host["socket_keepalive"] = True
-    return {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [host], "capacity": 1500, "expiry": 30, **config},
-    }
+    return {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer", "CONFIG": {"hosts": [host], **config}}
 
 
 REDIS_URL = env_str("REDIS_URL")

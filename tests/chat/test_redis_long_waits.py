@@ -1,12 +1,11 @@
-"""Waits longer than channels-redis's blocking read: an idle socket, a late cancel, a late joiner.
+"""Waits longer than a Redis client's default 5 s socket timeout: an idle socket, a late cancel, a late join.
 
-channels-redis waits for a message in a blocking Redis read of ``RedisChannelLayer.brpop_timeout`` (5 s),
-again and again. If the Redis client's socket timeout is not longer than that, the read fails instead: idle
-sockets close with 1011, and a run's recorder stops hearing cancels and snapshot requests once its channel
-has been quiet that long. All the process-local channels of one layer instance share that read, so the
-failure shows where an instance has nothing else to receive: a run whose page was closed, a socket nobody
-talks to. Each test here waits past the block, on the layer configuration settings build, on one instance
-and across two (tests/chat/redis_instances.py). Skipped unless ``REDIS_URL`` is set.
+A Redis connection that waits for messages must not take a quiet moment for a failure: when it did (redis-py 8
+made 5 s the default read timeout), idle sockets closed with 1011 and a run's recorder stopped hearing cancels
+and snapshot requests once its channel had been quiet that long. The failure shows where an instance has
+nothing else to receive: a run whose page was closed, a socket nobody talks to. Each test here waits past 5 s,
+on the layer configuration settings build, on one instance and across two (tests/chat/redis_instances.py).
+Skipped unless ``REDIS_URL`` is set.
 """
 
 from __future__ import annotations
