@@ -13,7 +13,7 @@ from typing import Any
 from apps.api.errors import ApiError
 from apps.api.schemas import FunctionCallOut, FusionResult, Message, ToolCallOut, UsageOut
 from apps.fusion.calls import CallProgress, call_stream
-from apps.fusion.schemas import PriorTurn
+from apps.fusion.schemas import FusionEvent, PriorTurn
 from apps.providers.base import (
     ChatMessage,
     CompletionRequest,
@@ -38,7 +38,18 @@ class ToolCallsOut:
 
 @dataclass(frozen=True)
 class ProgressOut:
+    """What a fusion run is doing: ``payload`` as chat completions reports it, ``event`` the engine's own
+    (the Responses API words it differently and needs what the payload leaves out, a seat's whole text)."""
+
     payload: dict[str, Any]
+    event: FusionEvent | None = None
+
+
+@dataclass(frozen=True)
+class FusionOut:
+    """The fusion call is over (panel and analysis): its result, before the answer that follows from it."""
+
+    result: FusionResult
 
 
 @dataclass(frozen=True)
@@ -48,7 +59,7 @@ class FinishOut:
     fusion: FusionResult | None = None
 
 
-ApiEvent = TextOut | ToolCallsOut | ProgressOut | FinishOut
+ApiEvent = TextOut | ToolCallsOut | ProgressOut | FusionOut | FinishOut
 
 
 def usage_out(usage: Usage) -> UsageOut:
@@ -163,8 +174,19 @@ async def model_call(
 def provider_api_error(error: ProviderError) -> ApiError:
     """A provider's failure as the API reports it: the caller's mistakes keep their status, the rest 502."""
     status = error.status_code
-    if isinstance(error, UnknownModelError) or status == 404:
+    if isinstance(error, UnknownModelError) or error.reason == "invalid_model":
+        return ApiError(
+            404, error.message, code="model_not_found", param="model", failure_reason="invalid_model"
+        )
+    if status == 404:
         return ApiError(404, error.message, code="model_not_found", param="model")
+    if error.reason == "insufficient_credits":
+        return ApiError(
+            402,
+            f"The model provider has no credits left: {error.message}",
+            code="insufficient_credits",
+            failure_reason="insufficient_credits",
+        )
     if status == 400:
         return ApiError(400, f"The model refused the request: {error.message}", code="upstream_bad_request")
     if status == 429:

@@ -11,6 +11,7 @@ from apps.api.schemas import ErrorBody, ErrorDetail
 _TYPES = {
     400: "invalid_request_error",
     401: "invalid_request_error",
+    402: "insufficient_quota",
     404: "invalid_request_error",
     405: "invalid_request_error",
     413: "invalid_request_error",
@@ -57,6 +58,10 @@ class ApiError(Exception):
         if self.retry_after is not None:
             response["Retry-After"] = str(self.retry_after)
         return response
+
+
+# A defect of ours: the caller still gets an OpenAI-shaped error, the log gets the traceback.
+UNEXPECTED = ApiError(500, "The server failed unexpectedly; the error is logged.", code="unexpected_error")
 
 
 def validation_error(error: ValidationError) -> ApiError:

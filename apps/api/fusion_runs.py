@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from channels.db import database_sync_to_async
 
-from apps.api.calls import ApiEvent, FinishOut, ProgressOut, TextOut, conversation_parts
+from apps.api.calls import ApiEvent, FinishOut, FusionOut, ProgressOut, TextOut, conversation_parts
 from apps.api.errors import ApiError
 from apps.api.schemas import FailedModel, FusionResult, PanelResponse, Source
 from apps.chat.recorder import TurnRecorder
@@ -28,8 +28,10 @@ from apps.fusion.schemas import (
     RunDone,
     RunFailed,
     RunStarted,
+    SeatDelta,
     SeatDone,
     SeatFailed,
+    SeatReasoningDelta,
     SeatStarted,
     SeatToolCall,
     SeatToolResult,
@@ -47,8 +49,11 @@ if TYPE_CHECKING:
 class FusionFold:
     """Folds engine events into the brief's result object and the run's step figures."""
 
-    def __init__(self, *, gateway: ModelGateway, choice: ApiPanelChoice) -> None:
+    def __init__(self, *, gateway: ModelGateway, choice: ApiPanelChoice, stream_panel: bool = False) -> None:
         self.choice = choice
+        # Seats' text and reasoning deltas reach the caller only when asked for (``fusion.stream_panel``).
+        self.stream_panel = stream_panel
+        self.seat_models: dict[int, str] = {seat["seat"]: seat["model"] for seat in choice.snapshot["seats"]}
         self.responses: dict[int, PanelResponse] = {}
         self.sources: list[SeatSource] = []
         self.failed: dict[int, FailedModel] = {}
@@ -97,6 +102,16 @@ class FusionFold:
                 "judge": event.judge,
                 "conversation_id": self.conversation_id,
                 "turn_id": self.turn_id,
+            }
+        if isinstance(event, SeatDelta | SeatReasoningDelta):
+            if not self.stream_panel:
+                return None
+            return {
+                "type": event.type,
+                "seat": event.seat,
+                "model": self.seat_models.get(event.seat, ""),
+                "offset": event.offset,
+                "text": event.text,
             }
         if isinstance(event, SeatStarted):
             return {"type": "seat.started", "seat": event.seat, "model": event.model}
@@ -215,8 +230,9 @@ async def fusion_start(
     prompt: str,
     history: list[PriorTurn],
     system: str,
+    stream_panel: bool = False,
 ) -> tuple[FusionFold, TurnRecorder, FusionRequest]:
-    fold = FusionFold(gateway=gateway, choice=choice)
+    fold = FusionFold(gateway=gateway, choice=choice, stream_panel=stream_panel)
     conversation_id, turn_id, recorder, request = await _turn_begin(
         user=user, choice=choice, prompt=prompt, history=history, system=system
     )
@@ -248,17 +264,29 @@ async def fusion_model_run(
     assert plan.choice is not None
     prompt, history, system = conversation_parts(plan.request.messages)
     fold, recorder, request = await fusion_start(
-        user=user, choice=plan.choice, gateway=gateway, prompt=prompt, history=history, system=system
+        user=user,
+        choice=plan.choice,
+        gateway=gateway,
+        prompt=prompt,
+        history=history,
+        system=system,
+        stream_panel=plan.request.stream_panel,
     )
     engine = run_fusion(request, gateway=gateway, toolbox=toolbox_from_settings())
     async with recording(recorder, engine) as events:
         async for event in events:
+            # Deltas are most of the events: each costs one check unless the caller follows the panel.
+            if isinstance(event, FinalDelta):
+                yield TextOut(event.text)
+                continue
+            if isinstance(event, SeatDelta | SeatReasoningDelta) and not fold.stream_panel:
+                continue
             fold.apply(event)
             payload = fold.progress(event)
             if payload is not None:
-                yield ProgressOut(payload)
-            if isinstance(event, FinalDelta):
-                yield TextOut(event.text)
+                yield ProgressOut(payload, event)
+            if isinstance(event, AnalysisDone | AnalysisFailed):
+                yield FusionOut(fold.result())
             elif isinstance(event, RunDone):
                 yield FinishOut("stop", event.totals.usage, fold.result())
                 return
@@ -266,6 +294,10 @@ async def fusion_model_run(
                 raise run_failed_error(event)
 
 
+# A run that failed for a reason the provider gave keeps the provider's status; any other is our 502.
+RUN_FAILED_STATUS = {"invalid_model": 404, "insufficient_credits": 402, "rate_limited": 429}
+
+
 def run_failed_error(event: RunFailed) -> ApiError:
-    status = 404 if event.reason == "invalid_model" else 502
+    status = RUN_FAILED_STATUS.get(event.reason, 502)
     return ApiError(status, event.message, code=event.reason, failure_reason=event.reason)

@@ -7,7 +7,8 @@ from these models so the JSON a client sees always has OpenAI's shape, plus the 
 - ``fusion`` on a completion (and on the last streamed chunk): the fusion result of the run (see
   ``FusionResult``), absent when no fusion ran;
 - ``fusion_progress`` on streamed chunks whose ``choices`` is empty: what the run is doing (a seat started,
-  a seat finished or failed, the analysis done). OpenAI clients skip chunks without choices.
+  a seat finished or failed, the analysis done; with ``fusion: {"stream_panel": true}`` also every seat's
+  text and reasoning deltas). OpenAI clients skip chunks without choices.
 """
 
 from __future__ import annotations
@@ -109,12 +110,14 @@ class FunctionDef(BaseModel):
 
 
 class Tool(BaseModel):
-    """A caller's function tool, or the server tool: ``{"type": "fusion"}`` / ``"openrouter:fusion"``."""
+    """A caller's function tool, or the server tool: ``{"type": "fusion"}`` / ``"openrouter:fusion"``, whose
+    optional ``parameters`` (as OpenRouter has them) are the plugin's fields."""
 
     model_config = ConfigDict(extra="allow")
 
     type: str
     function: FunctionDef | None = None
+    parameters: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _known_type(self) -> Tool:
@@ -125,7 +128,15 @@ class Tool(BaseModel):
                 raise ValueError("'fusion' is the name of the server tool: call your function something else")
         elif self.type not in FUSION_TOOL_TYPES:
             raise ValueError(f"unsupported tool type {self.type!r} (use 'function' or 'fusion')")
+        elif self.parameters:
+            self.fusion_settings()  # a mistake in them is the request's, reported now
         return self
+
+    def fusion_settings(self) -> FusionPlugin | None:
+        """The server tool's ``parameters`` read as the fusion plugin (None when it has none)."""
+        if not self.is_fusion or not self.parameters:
+            return None
+        return FusionPlugin.model_validate({**self.parameters, "id": "fusion"})
 
     @property
     def is_fusion(self) -> bool:
@@ -156,6 +167,19 @@ class FusionPlugin(BaseModel):
         return value
 
 
+class FusionStreamOptions(BaseModel):
+    """``fusion: {...}``: how a fusion run is reported while it streams (ignored without ``stream``).
+
+    ``stream_panel``: every seat's text and reasoning deltas in the progress events (off by default, so a
+    client that only wants the answer gets a lean stream). Unknown keys are refused, so a misspelt option
+    is not silently ignored.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    stream_panel: bool = False
+
+
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -177,6 +201,7 @@ class ChatCompletionRequest(BaseModel):
     tools: list[Tool] | None = Field(default=None, max_length=MAX_TOOLS)
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
     plugins: list[dict[str, Any]] | None = Field(default=None, max_length=MAX_PLUGINS)
+    fusion: FusionStreamOptions | None = None
     user: str | None = Field(default=None, max_length=256)
 
     @model_validator(mode="after")
@@ -197,9 +222,14 @@ class ChatCompletionRequest(BaseModel):
 
     @property
     def fusion_plugin(self) -> FusionPlugin | None:
+        """The fusion plugin, else the server tool's ``parameters`` (OpenRouter's other way to say it)."""
         for plugin in self.plugins or []:
             if isinstance(plugin, dict) and plugin.get("id") == "fusion":
                 return FusionPlugin.model_validate(plugin)
+        for tool in self.tools or []:
+            settings = tool.fusion_settings()
+            if settings is not None:
+                return settings
         return None
 
     @property
@@ -213,6 +243,10 @@ class ChatCompletionRequest(BaseModel):
     @property
     def completion_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
+
+    @property
+    def stream_panel(self) -> bool:
+        return self.stream and self.fusion is not None and self.fusion.stream_panel
 
 
 def tool_choice_name(choice: dict[str, Any]) -> str:

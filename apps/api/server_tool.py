@@ -20,6 +20,7 @@ from apps.api.calls import (
     ApiEvent,
     CallResult,
     FinishOut,
+    FusionOut,
     ProgressOut,
     TextOut,
     ToolCallsOut,
@@ -40,6 +41,8 @@ from apps.fusion.schemas import (
     FinalStarted,
     RunDone,
     RunFailed,
+    SeatDelta,
+    SeatReasoningDelta,
     StepStats,
     Timings,
 )
@@ -260,6 +263,7 @@ async def _tool_fusion(
         prompt=call.prompt,
         history=history,
         system=system,
+        stream_panel=session.plan.request.stream_panel,
     )
 
     def conclude() -> None:
@@ -309,19 +313,28 @@ async def _tool_fusion(
         )
         yield RunDone(totals=totals_build(steps=fold.steps, started=fold.started))
 
+    announced = False
     async with recording(recorder, source()) as events:
         async for event in events:
             if isinstance(event, FinalDelta):
                 yield TextOut(event.text)
                 continue
+            if isinstance(event, SeatDelta | SeatReasoningDelta) and not fold.stream_panel:
+                continue
             if isinstance(event, RunFailed):
                 fold.apply(event)  # the recorder's own (cancelled, unexpected error) or the source's
             payload = fold.progress(event)
             if payload is not None:
-                yield ProgressOut(payload)
+                yield ProgressOut(payload, event)
+            if isinstance(event, AnalysisDone | AnalysisFailed):
+                # ``source`` folded it already: the result is what the outer model is given.
+                announced = True
+                yield FusionOut(fold.result())
     if session.error is not None:
         raise session.error
     if session.result is None:
         if fold.failure is not None and fold.failure.reason in ("cancelled", "unexpected_error"):
             raise run_failed_error(fold.failure)
         conclude()
+    if not announced and session.result is not None:
+        yield FusionOut(session.result)  # the pipeline failed: the outer model is told, and so is the caller

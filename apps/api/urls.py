@@ -8,5 +8,6 @@ app_name = "api"
 
 urlpatterns = [
     path("chat/completions", views.chat_completions, name="chat_completions"),
+    path("responses", views.responses, name="responses"),
     path("models", views.models, name="models"),
 ]

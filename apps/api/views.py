@@ -1,4 +1,5 @@
-"""``POST /api/v1/chat/completions`` and ``GET /api/v1/models``: parse, authenticate, call, render.
+"""``POST /api/v1/chat/completions``, ``POST /api/v1/responses`` and ``GET /api/v1/models``: parse,
+authenticate, call, render.
 
 Streaming follows OpenAI: Server-Sent Events, one ``chat.completion.chunk`` per ``data:`` line, closed by
 ``data: [DONE]``. Fusion progress travels in chunks with empty ``choices`` and a ``fusion_progress`` field;
@@ -26,13 +27,16 @@ from apps.api.body import body_parse
 from apps.api.calls import (
     ApiEvent,
     FinishOut,
+    FusionOut,
     ProgressOut,
     TextOut,
     ToolCallsOut,
     completion_id,
     usage_out,
 )
-from apps.api.errors import ApiError
+from apps.api.errors import UNEXPECTED, ApiError
+from apps.api.responses import ResponseFold, response_complete, response_events
+from apps.api.responses_schemas import ResponsesRequest
 from apps.api.schemas import (
     AssistantMessage,
     ChatCompletion,
@@ -48,8 +52,6 @@ from apps.api.services import completion_plan, completion_run
 from apps.providers.registry import gateway_from_settings
 
 logger = logging.getLogger(__name__)
-# A defect of ours: the caller still gets an OpenAI-shaped error, the log gets the traceback.
-UNEXPECTED = ApiError(500, "The server failed unexpectedly; the error is logged.", code="unexpected_error")
 
 
 async def _caller(request: HttpRequest, method: str) -> ApiKey:
@@ -60,14 +62,26 @@ async def _caller(request: HttpRequest, method: str) -> ApiKey:
     return key
 
 
+async def _run(key: ApiKey, body: ChatCompletionRequest) -> AsyncGenerator[ApiEvent, None]:
+    """Plan the request (``ApiError`` before anything is sent) and return the events that run it."""
+    gateway = gateway_from_settings()
+    plan = await database_sync_to_async(completion_plan)(user=key.user, request=body, gateway=gateway)
+    return completion_run(user=key.user, plan=plan, gateway=gateway)
+
+
+def _event_stream(chunks: AsyncIterator[bytes]) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(chunks, content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx: pass chunks on as they come
+    return response
+
+
 @csrf_exempt
 async def chat_completions(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     try:
         key = await _caller(request, "POST")
         body = body_parse(request, ChatCompletionRequest)
-        gateway = gateway_from_settings()
-        plan = await database_sync_to_async(completion_plan)(user=key.user, request=body, gateway=gateway)
-        events = completion_run(user=key.user, plan=plan, gateway=gateway)
+        events = await _run(key, body)
         if not body.stream:
             return JsonResponse((await _completion(events, model=body.model)).model_dump(mode="json"))
         # The first event decides the status: a failure before it is a plain error response.
@@ -77,10 +91,26 @@ async def chat_completions(request: HttpRequest) -> HttpResponse | StreamingHttp
     except Exception:
         logger.exception("chat completion failed")
         return UNEXPECTED.response()
-    response = StreamingHttpResponse(_sse(first, events, model=body.model), content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"  # nginx: pass chunks on as they come
-    return response
+    return _event_stream(_sse(first, events, model=body.model))
+
+
+@csrf_exempt
+async def responses(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
+    """OpenAI's Responses API over the same runs (``apps/api/responses.py``)."""
+    try:
+        key = await _caller(request, "POST")
+        body = body_parse(request, ResponsesRequest)
+        events = await _run(key, body.chat_request())
+        fold = ResponseFold(body, streaming=body.stream)
+        if not body.stream:
+            return JsonResponse(await response_complete(fold, events))
+        first = await anext(aiter(events))
+    except ApiError as error:
+        return error.response()
+    except Exception:
+        logger.exception("response failed")
+        return UNEXPECTED.response()
+    return _event_stream(response_events(fold, first, events))
 
 
 @csrf_exempt
@@ -153,6 +183,8 @@ async def _sse(
                     yield chunk([ChunkChoice(delta=ChunkDelta(tool_calls=event.calls))])
                 elif isinstance(event, ProgressOut):
                     yield chunk([], fusion_progress=event.payload)
+                elif isinstance(event, FusionOut):
+                    pass  # the last chunk carries the result
                 else:
                     yield chunk(
                         [ChunkChoice(delta=ChunkDelta(), finish_reason=event.reason)],

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
-from apps.fusion.schemas import Timings
+from apps.fusion.schemas import SeatToolCall, SeatToolResult, Source, Timings
 from apps.providers.base import (
+    CitationDelta,
     CompletionRequest,
     Finish,
     ModelClient,
@@ -41,6 +42,9 @@ class CallProgress:
     # Tool calls assembled from their deltas, by index: {"id", "name", "arguments"} (ids may be empty).
     tool_calls: dict[int, dict[str, str]] = field(default_factory=dict)
     finish_reason: str | None = None
+    # Pages the answer cites (a server-side web tool's ``url_citation`` annotations), one per URL, in the
+    # order they first arrived: the seat's sources, as our own tools' results are.
+    cited: dict[str, Source] = field(default_factory=dict)
 
     @property
     def text(self) -> str:
@@ -54,11 +58,13 @@ class CallProgress:
 
 @dataclass(frozen=True, slots=True)
 class Piece:
-    """A piece of streamed output: answer text or reasoning, at ``offset`` (code points) in its own text."""
+    """A piece of streamed output: answer text or reasoning, at ``offset`` (code points) in its own text;
+    or ``sources``: pages the answer newly cites (``text`` empty, ``offset`` the number cited before)."""
 
-    kind: Literal["text", "reasoning"]
+    kind: Literal["text", "reasoning", "sources"]
     text: str
     offset: int
+    sources: tuple[Source, ...] = ()
 
 
 async def call_stream(
@@ -68,8 +74,9 @@ async def call_stream(
 
     The one place a model call's stream is read, for the engine and the API alike: text and reasoning are
     yielded, each with its offset, counted here and nowhere else (a progress reused for a seat's next call
-    counts on, so a seat's text and reasoning stay contiguous across its tool rounds); usage, tool calls
-    (assembled by index) and the finish reason are kept in ``progress``.
+    counts on, so a seat's text and reasoning stay contiguous across its tool rounds); citations are
+    yielded as ``sources`` pieces, each page once per progress; usage, tool calls (assembled by index), the
+    finish reason and the cited pages are kept in ``progress``.
     Raises the client's ``ProviderError``. The client's stream is always closed (its connection
     released) when this generator ends, fails, is closed or is cancelled; callers that may stop early
     wrap it in ``contextlib.aclosing``.
@@ -106,10 +113,82 @@ async def call_stream(
                     call["id"] = chunk.id or call["id"]
                     call["name"] = chunk.name or call["name"]
                     call["arguments"] += chunk.arguments
+                elif isinstance(chunk, CitationDelta):
+                    before = len(progress.cited)
+                    new = [
+                        progress.cited.setdefault(cited.url, Source(url=cited.url, title=cited.title))
+                        for cited in chunk.citations
+                        if cited.url not in progress.cited
+                    ]
+                    if new:
+                        yield Piece("sources", "", before, tuple(new))
                 elif isinstance(chunk, Finish):
                     progress.finish_reason = chunk.reason
         finally:
             progress.ended = time.perf_counter()
+
+
+@dataclass
+class CitedReport:
+    """The column's line for what a server-side web tool (OpenRouter's ``openrouter:web_search``) did in
+    one call of a seat: a ``seat.tool_call`` when the first citations arrive, then a ``seat.tool_result`` per
+    batch of newly cited pages (its sources) and, at the end, one with the searches the usage counted.
+
+    The provider runs the tool itself and says nothing while it does, so the line appears with its first
+    result rather than before it; the recorder and the API take these events as they take our own tools'.
+    """
+
+    seat: int
+    round: int
+    tools: list[dict[str, Any]] | None
+    # Pages the seat's progress had cited before this call (progress is shared across a seat's calls).
+    before: int
+    shown: bool = False
+
+    @property
+    def call_id(self) -> str:
+        return f"server_{self.seat}_{self.round}"
+
+    @property
+    def name(self) -> str:
+        """The server tool offered (``openrouter:web_search``), else ``citations`` (a model citing
+        on its own)."""
+        server = [str(tool.get("type")) for tool in self.tools or [] if tool.get("type") != "function"]
+        return server[0] if server else "citations"
+
+    def events(
+        self, progress: CallProgress, new: Sequence[Source], *, ended: bool = False
+    ) -> list[SeatToolCall | SeatToolResult]:
+        pages = len(progress.cited) - self.before
+        usage = progress.usage if ended else None
+        searches = usage.web_search_requests if usage is not None else 0
+        reads = usage.web_fetch_requests if usage is not None else 0
+        if not new and not searches and not reads:
+            return []
+        out: list[SeatToolCall | SeatToolResult] = []
+        if not self.shown:
+            self.shown = True
+            out.append(SeatToolCall(seat=self.seat, call_id=self.call_id, name=self.name, detail=""))
+        detail = cited_detail(pages=pages, searches=searches, reads=reads)
+        out.append(
+            SeatToolResult(
+                seat=self.seat,
+                call_id=self.call_id,
+                name=self.name,
+                ok=True,
+                detail=detail,
+                sources=list(new),
+            )
+        )
+        return out
+
+
+def cited_detail(*, pages: int, searches: int = 0, reads: int = 0) -> str:
+    """ "2 searches, 5 pages cited": what a server-side tool did, in words."""
+    parts = [f"{searches} search{'es' if searches != 1 else ''}"] if searches else []
+    parts += [f"{reads} page{'s' if reads != 1 else ''} read"] if reads else []
+    parts.append(f"{pages} page{'s' if pages != 1 else ''} cited")
+    return ", ".join(parts)
 
 
 async def call_collect(*, client: ModelClient, request: CompletionRequest, progress: CallProgress) -> str:

@@ -25,8 +25,15 @@ class ToolOutcome:
 
 
 class Toolbox(Protocol):
-    def definitions(self) -> list[dict[str, Any]]:
-        """OpenAI-shaped tool definitions (``{"type": "function", "function": {...}}``)."""
+    def definitions(self, model: str, *, max_calls: int) -> list[dict[str, Any]]:
+        """The tools offered to ``model`` (an empty list: none), as its request's ``tools``.
+
+        OpenAI-shaped function tools (``{"type": "function", "function": {...}}``), which ``run`` runs;
+        or, for a model routed to OpenRouter, OpenRouter's server tools (``{"type":
+        "openrouter:web_search"}``), which OpenRouter runs during the call and which come back as
+        citations, never as calls to ``run``.
+        ``max_calls`` is the seat's remaining budget of tool calls.
+        """
         ...
 
     def describe(self, name: str, arguments: str) -> str:

@@ -64,6 +64,10 @@ class Usage(BaseModel):
     total_tokens: int = 0
     reasoning_tokens: int = 0
     cached_tokens: int = 0
+    # Searches and page reads a server ran for the model during the call (OpenRouter's server tools), when
+    # it says so; their price is part of ``cost``.
+    web_search_requests: int = 0
+    web_fetch_requests: int = 0
     # USD. None means unknown: never invent a price.
     cost: float | None = None
 
@@ -74,8 +78,14 @@ class Usage(BaseModel):
             total_tokens=self.total_tokens + other.total_tokens,
             reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
             cached_tokens=self.cached_tokens + other.cached_tokens,
+            web_search_requests=self.web_search_requests + other.web_search_requests,
+            web_fetch_requests=self.web_fetch_requests + other.web_fetch_requests,
             cost=None if self.cost is None or other.cost is None else self.cost + other.cost,
         )
+
+    @property
+    def server_tool_requests(self) -> int:
+        return self.web_search_requests + self.web_fetch_requests
 
 
 class TextDelta(BaseModel):
@@ -98,6 +108,24 @@ class ToolCallDelta(BaseModel):
     arguments: str = ""
 
 
+class Citation(BaseModel):
+    """A web page the answer cites: an ``url_citation`` annotation (a server-side web tool's result).
+
+    ``start_index`` / ``end_index`` say which part of the answer it backs, when the server says so."""
+
+    url: str
+    title: str = ""
+    start_index: int | None = None
+    end_index: int | None = None
+
+
+class CitationDelta(BaseModel):
+    """Citations that arrived with the message (in a stream, with a delta; in a whole reply, at once)."""
+
+    kind: Literal["citations"] = "citations"
+    citations: list[Citation]
+
+
 class UsageReport(BaseModel):
     kind: Literal["usage"] = "usage"
     usage: Usage
@@ -111,16 +139,23 @@ class Finish(BaseModel):
 
 
 StreamChunk = Annotated[
-    TextDelta | ReasoningDelta | ToolCallDelta | UsageReport | Finish, Field(discriminator="kind")
+    TextDelta | ReasoningDelta | ToolCallDelta | CitationDelta | UsageReport | Finish,
+    Field(discriminator="kind"),
 ]
+
+
+# The brief's failure reasons a provider's error can be: the account has no credits left (OpenRouter's 402),
+# the provider is rate limiting (429), or no such model (OpenRouter's 400 "not a valid model ID", a 404).
+ProviderFailureReason = Literal["insufficient_credits", "rate_limited", "invalid_model"]
 
 
 class ProviderError(Exception):
     """A model call that failed, with what a fan-out needs to record it and carry on.
 
     ``retryable`` says whether trying again could help (408, 429, 5xx, connection errors) and is only
-    honoured before the first token. What streamed before a mid-stream failure is the caller's: it was given
-    every piece (``apps.fusion.calls.CallProgress`` keeps them).
+    honoured before the first token. ``reason`` is the brief's failure reason when the error is one of
+    those (else None). What streamed before a mid-stream failure is the caller's: it was given every piece
+    (``apps.fusion.calls.CallProgress`` keeps them).
     """
 
     def __init__(
@@ -132,6 +167,7 @@ class ProviderError(Exception):
         retryable: bool = False,
         retry_after: float | None = None,
         model: str | None = None,
+        reason: ProviderFailureReason | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -140,6 +176,7 @@ class ProviderError(Exception):
         self.retryable = retryable
         self.retry_after = retry_after
         self.model = model
+        self.reason = reason
 
     def __str__(self) -> str:
         return self.message
@@ -149,7 +186,7 @@ class UnknownModelError(ProviderError):
     """No configured provider serves this model id (or it needs a key that is not set)."""
 
     def __init__(self, model: str, reason: str) -> None:
-        super().__init__(reason, status_code=404, code="invalid_model", model=model)
+        super().__init__(reason, status_code=404, code="invalid_model", model=model, reason="invalid_model")
 
 
 @runtime_checkable

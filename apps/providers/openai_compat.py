@@ -31,9 +31,11 @@ from apps.providers.openai_wire import (
     WireChunk,
     chunk_deltas,
     error_from_status,
+    error_retryable,
+    failure_reason,
+    no_endpoints,
     redact,
     retry_after_seconds,
-    status_retryable,
 )
 from apps.providers.sse import SSEDecoder
 
@@ -261,11 +263,15 @@ class OpenAICompatClient:
         progress.model = chunk.model or progress.model
         if chunk.error is not None:
             code = chunk.error.code
+            message = chunk.error.message
+            status = code if isinstance(code, int) else None
             raise self._error(
-                chunk.error.message,
+                message,
                 code=None if code is None else str(code),
-                status_code=code if isinstance(code, int) else None,
-                retryable=code == "server_error" or (isinstance(code, int) and status_retryable(code)),
+                status_code=status,
+                retryable=(code == "server_error" and not no_endpoints(message))
+                or (status is not None and error_retryable(status, message)),
+                reason=failure_reason(status, message),
             )
         out: list[StreamChunk] = []
         for choice in chunk.choices:

@@ -7,13 +7,17 @@ Every field is optional or defaulted and unknown fields are ignored, because ser
 from __future__ import annotations
 
 import email.utils
+import re
 import time
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from apps.providers.base import (
+    Citation,
+    CitationDelta,
     ProviderError,
+    ProviderFailureReason,
     ReasoningDelta,
     StreamChunk,
     TextDelta,
@@ -22,10 +26,41 @@ from apps.providers.base import (
     text_storable,
 )
 
+# OpenRouter's "No endpoints found for <model>." (and "... that support tool use", "... matching your data
+# policy"): no provider serves the request as asked. A routing answer, not a passing fault, so a retry
+# seconds later gets the same answer.
+_NO_ENDPOINTS = re.compile(r"\bno endpoints? (?:found|available)\b", re.IGNORECASE)
+# OpenRouter answers an unknown model id with 400 "<id> is not a valid model ID"; other servers with a 404.
+_NOT_A_MODEL = re.compile(r"\bnot a valid model\b", re.IGNORECASE)
+MAX_CITATION_URL = 2048
+MAX_CITATION_TITLE = 300
+
 
 def status_retryable(status: int) -> bool:
     """408, 429 and every 5xx may go away on their own; 400/401/402/403/404 will not."""
     return status in {408, 425, 429} or status >= 500
+
+
+def no_endpoints(message: str) -> bool:
+    """Whether an error says no provider endpoint serves the request (OpenRouter's "No endpoints found")."""
+    return bool(_NO_ENDPOINTS.search(message))
+
+
+def failure_reason(status: int | None, message: str) -> ProviderFailureReason | None:
+    """The brief's failure reason for an error a provider answered with, when it is one of them."""
+    if status == 402:
+        return "insufficient_credits"
+    if status == 429:
+        return "rate_limited"
+    if _NOT_A_MODEL.search(message) or (status == 404 and not no_endpoints(message)):
+        return "invalid_model"
+    return None
+
+
+def error_retryable(status: int, message: str) -> bool:
+    """``status_retryable``, except for "no endpoints": OpenRouter sends it as a 503, yet retrying only
+    makes a panel wait seconds (backoff) for the same answer while its deadline or quorum would move on."""
+    return status_retryable(status) and not no_endpoints(message)
 
 
 class _Wire(BaseModel):
@@ -43,11 +78,30 @@ class WireToolCall(_Wire):
     function: WireFunction | None = None
 
 
+class WireUrlCitation(_Wire):
+    # ``content`` (the page's text OpenRouter may add) is not kept: the judge and the writer get the
+    # answer and its sources' addresses, as for our own tools' sources.
+    url: str
+    title: str | None = None
+    start_index: int | None = None
+    end_index: int | None = None
+
+
+class WireAnnotation(_Wire):
+    """One entry of ``message.annotations`` / ``delta.annotations``; only ``url_citation`` is read."""
+
+    type: str
+    url_citation: WireUrlCitation | None = None
+
+
 class WireDelta(_Wire):
     content: str | None = None
     reasoning: str | None = None
     reasoning_content: str | None = None
     tool_calls: list[WireToolCall] | None = None
+    # Validated one by one (``citations_parse``): an annotation of a shape we do not know is skipped, never
+    # a reason to fail the answer it came with.
+    annotations: list[Any] | None = None
 
 
 class WireMessage(WireDelta):
@@ -69,15 +123,24 @@ class WirePromptDetails(_Wire):
     cached_tokens: int | None = None
 
 
+class WireServerToolUse(_Wire):
+    web_search_requests: int | None = None
+    web_fetch_requests: int | None = None
+
+
 class WireUsage(_Wire):
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     total_tokens: int | None = None
+    # OpenRouter's total for the request in USD, its server tools' price included.
     cost: float | None = None
     completion_tokens_details: WireCompletionDetails | None = None
     prompt_tokens_details: WirePromptDetails | None = None
+    # How many server-side searches and page reads ran, when the server counts them.
+    server_tool_use: WireServerToolUse | None = None
 
     def to_usage(self) -> Usage:
+        tools = self.server_tool_use or WireServerToolUse()
         prompt = self.prompt_tokens or 0
         completion = self.completion_tokens or 0
         return Usage(
@@ -89,6 +152,8 @@ class WireUsage(_Wire):
             )
             or 0,
             cached_tokens=(self.prompt_tokens_details and self.prompt_tokens_details.cached_tokens) or 0,
+            web_search_requests=max(0, tools.web_search_requests or 0),
+            web_fetch_requests=max(0, tools.web_fetch_requests or 0),
             cost=self.cost,
         )
 
@@ -114,7 +179,7 @@ class WireErrorBody(_Wire):
 
 
 def chunk_deltas(choice: WireChoice) -> list[StreamChunk]:
-    """The text, reasoning and tool-call pieces one choice carries, in that order."""
+    """The text, reasoning, tool-call and citation pieces one choice carries, in that order."""
     delta = choice.delta or choice.message
     if delta is None:
         return []
@@ -131,7 +196,38 @@ def chunk_deltas(choice: WireChoice) -> list[StreamChunk]:
                 index=call.index, id=call.id, name=function.name, arguments=function.arguments or ""
             )
         )
+    if delta.annotations:
+        citations = citations_parse(delta.annotations)
+        if citations:
+            out.append(CitationDelta(citations=citations))
     return out
+
+
+def citations_parse(annotations: list[Any]) -> list[Citation]:
+    """The ``url_citation`` annotations among ``annotations`` (OpenAI's chat-completions shape, which
+    OpenRouter's web tools use): ``{"type": "url_citation", "url_citation": {"url", "title", "content",
+    "start_index", "end_index"}}``. Anything else, or a citation without an http(s) address, is skipped."""
+    citations: list[Citation] = []
+    for raw in annotations:
+        try:
+            annotation = WireAnnotation.model_validate(raw)
+        except ValidationError:
+            continue
+        cited = annotation.url_citation
+        if annotation.type != "url_citation" or cited is None:
+            continue
+        url = text_storable(cited.url.strip())
+        if len(url) > MAX_CITATION_URL or not url.lower().startswith(("https://", "http://")):
+            continue
+        citations.append(
+            Citation(
+                url=url,
+                title=text_storable((cited.title or "").strip()[:MAX_CITATION_TITLE]),
+                start_index=cited.start_index,
+                end_index=cited.end_index,
+            )
+        )
+    return citations
 
 
 def retry_after_seconds(value: str | None, *, cap: float) -> float | None:
@@ -166,8 +262,9 @@ def error_from_status(
         redact(f"{provider} returned HTTP {status}: {message or 'no details'}", secrets),
         status_code=status,
         code=code,
-        retryable=status_retryable(status),
+        retryable=error_retryable(status, message),
         retry_after=retry_after,
+        reason=failure_reason(status, message),
     )
 
 

@@ -145,6 +145,10 @@ class Gateway:
             return 0.0
         if usage.cost is not None:
             return usage.cost
+        if usage.server_tool_requests:
+            # Server-side searches are priced per request by engine, which no catalog price says: a cost
+            # from tokens alone would undercount, so it is unknown rather than wrong.
+            return None
         info = self.model_info(model)
         if info is None or info.prompt_price is None or info.completion_price is None:
             return None

@@ -103,7 +103,11 @@ async def test_using_a_key_records_when_it_was_last_used(alice: User) -> None:
 
 def test_revoking_from_the_page_marks_the_key_revoked(alice_client: Client, alice: User) -> None:
     key, _ = api_key_create(user=alice, name="old")
-    response = alice_client.post(f"/accounts/keys/{key.pk}/revoke/", follow=True)
+    # Revoking cannot be undone: the page asks first, and only the confirmed post revokes.
+    alice_client.post(f"/accounts/keys/{key.pk}/revoke/")
+    key.refresh_from_db()
+    assert key.revoked_at is None
+    response = alice_client.post(f"/accounts/keys/{key.pk}/revoke/", {"confirm": "1"}, follow=True)
     assert response.status_code == 200
     key.refresh_from_db()
     assert key.revoked_at is not None

@@ -84,7 +84,9 @@ async def test_the_outer_model_calls_fusion_and_answers_from_its_result(
     for seat in ("vendor/a", "vendor/b"):
         (request,) = upstream.requests_for(seat)
         assert request.body["messages"][-1] == {"role": "user", "content": "Compare A and B"}
-        assert [tool["function"]["name"] for tool in request.body["tools"]] == ["web_fetch"]
+        # No search service here, so OpenRouter's models get OpenRouter's server-side web tools.
+        kinds = [tool["type"] for tool in request.body["tools"]]
+        assert kinds == ["openrouter:web_search", "openrouter:web_fetch"]
     assert len(upstream.requests_for("vendor/judge")) == 1
     assert len(upstream.completions()) == 5  # outer, two seats, judge, outer
 

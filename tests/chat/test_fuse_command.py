@@ -99,7 +99,8 @@ def test_the_writer_defaults_to_the_judge() -> None:
 
 @override_settings(DEMO_MODEL_DELAY=0, OPENROUTER_API_KEY="")
 def test_a_failed_run_exits_non_zero_with_the_reason() -> None:
-    with pytest.raises(CommandError, match=r"all_panels_failed") as caught:
+    # Every seat failed for one reason, an unknown model, so the run fails with that reason.
+    with pytest.raises(CommandError, match=r"invalid_model") as caught:
         fuse("Hi", "--panel", "nobody-knows/x", "--judge", "demo/judge")
 
     assert caught.value.returncode == 1

@@ -8,7 +8,8 @@ It listens on 127.0.0.1 (a free port unless told otherwise) and answers
 
 Any path prefix works (``/api/v1/chat/completions``, ``/v1/chat/completions``), so ``base_url`` can stand in
 for OpenRouter's or an Ollama server's. Each model id behaves as its ``ModelScript`` says (errors, retries,
-stalls, drops, tool calls, malformed chunks); models without a script answer deterministically from the
+stalls, drops, tool calls, malformed chunks, OpenRouter's server-side web search with ``url_citation``
+annotations and its price in the usage); models without a script answer deterministically from the
 prompt, and return a valid fusion analysis JSON when asked for one. Every request is recorded (headers,
 body).
 
@@ -80,6 +81,9 @@ class ModelScript:
     tokens_per_s: float | None = None
     # Words per content chunk.
     chunk_words: int = 1
+    # The answer's content chunks as given, instead of ``text`` cut into words: a chunk may end anywhere
+    # (inside a tag, an entity, a Markdown marker), as a real model's tokens do.
+    pieces: list[str] | None = None
     comments: bool = True
     # The ``model`` field of the chunks (OpenRouter names the model that answered); default: the request's.
     served_model: str | None = None
@@ -111,6 +115,16 @@ class ModelScript:
     send_done: bool = True
     # Answer with one JSON completion even when asked to stream (some servers do).
     ignore_stream: bool = False
+    # OpenRouter's server-side web search: when the request offers ``openrouter:web_search`` in its
+    # ``tools``, the answer cites these pages ([{"url", "title", "content"?}]) as ``url_citation``
+    # annotations (in a delta after content chunk ``citations_after``, default after the last; in
+    # ``message.annotations`` when not streamed), and its usage counts ``searches`` with their price:
+    # ``server_tool_use.web_search_requests`` and ``cost`` = ``cost`` (0 when None) + searches * price.
+    # A request without the tool gets neither (the model could not search).
+    citations: list[dict[str, Any]] | None = None
+    citations_after: int | None = None
+    searches: int = 1
+    search_price: float = 0.005
 
 
 @dataclass
@@ -419,6 +433,11 @@ class FakeUpstream:
             if pause and index:
                 await asyncio.sleep(pause)
             await event(answer.chunk({"role": "assistant", "content": piece}))
+            if answer.annotations and index == script.citations_after:
+                await event(answer.citations_chunk())
+        after = script.citations_after
+        if answer.annotations and (after is None or after >= len(answer.pieces)):
+            await event(answer.citations_chunk())
         for position, call in enumerate(answer.tool_calls):
             args = call["function"]["arguments"]
             half = len(args) // 2
@@ -457,6 +476,9 @@ class _Answer:
     prompt_tokens: int
     script: ModelScript
     created: int = field(default_factory=lambda: int(time.time()))
+    # ``url_citation`` annotations, when the request offered OpenRouter's web search and the script cites.
+    annotations: list[dict[str, Any]] = field(default_factory=list)
+    searched: bool = False
 
     @classmethod
     def build(cls, script: ModelScript, request: RecordedRequest) -> _Answer:
@@ -470,7 +492,10 @@ class _Answer:
             text = ""
         else:
             text = default_reply(body)
-        pieces = ["".join(group) for group in _chunks(_WORD.findall(text), max(1, script.chunk_words))]
+        if script.pieces is not None:
+            pieces = list(script.pieces)
+        else:
+            pieces = ["".join(group) for group in _chunks(_WORD.findall(text), max(1, script.chunk_words))]
         calls = [
             {
                 "id": call.get("id") or f"call_{index}",
@@ -489,6 +514,20 @@ class _Answer:
             for message in body.get("messages", [])
             if isinstance(message, dict)
         )
+        searched = script.citations is not None and offers_server_tool(body, "openrouter:web_search")
+        annotations = [
+            {
+                "type": "url_citation",
+                "url_citation": {
+                    "url": cited["url"],
+                    "title": cited.get("title", ""),
+                    "content": cited.get("content", ""),
+                    "start_index": 0,
+                    "end_index": len("".join(pieces)),
+                },
+            }
+            for cited in ((script.citations or []) if searched else [])
+        ]
         return cls(
             request_model=model,
             served_model=script.served_model or model,
@@ -498,6 +537,8 @@ class _Answer:
             finish_reason="tool_calls" if calls and script.finish_reason == "stop" else script.finish_reason,
             prompt_tokens=prompt_words + 4,
             script=script,
+            annotations=annotations,
+            searched=searched,
         )
 
     @property
@@ -522,6 +563,9 @@ class _Answer:
         }
         return {**self.chunk_base(), "choices": [choice]}
 
+    def citations_chunk(self) -> dict[str, Any]:
+        return self.chunk({"role": "assistant", "content": "", "annotations": self.annotations})
+
     def error_chunk(self) -> dict[str, Any]:
         return {
             **self.chunk_base(),
@@ -540,6 +584,10 @@ class _Answer:
         }
         if self.script.cost is not None:
             usage["cost"] = self.script.cost
+        if self.searched:
+            searches = self.script.searches
+            usage["server_tool_use"] = {"web_search_requests": searches}
+            usage["cost"] = (self.script.cost or 0.0) + searches * self.script.search_price
         usage.update(self.script.usage or {})
         return usage
 
@@ -549,6 +597,8 @@ class _Answer:
             message["reasoning"] = self.reasoning
         if self.tool_calls:
             message["tool_calls"] = self.tool_calls
+        if self.annotations:
+            message["annotations"] = self.annotations
         return {
             **self.chunk_base(),
             "object": "chat.completion",
@@ -559,6 +609,13 @@ class _Answer:
 
 def _chunks(words: list[str], size: int) -> list[list[str]]:
     return [words[i : i + size] for i in range(0, len(words), size)]
+
+
+def offers_server_tool(body: dict[str, Any], kind: str) -> bool:
+    """Whether a request's ``tools`` include one of OpenRouter's server tools (``openrouter:web_search``)."""
+    tools = body.get("tools")
+    offered = tools if isinstance(tools, list) else []
+    return any(isinstance(tool, dict) and tool.get("type") == kind for tool in offered)
 
 
 def wants_analysis(body: dict[str, Any]) -> bool:

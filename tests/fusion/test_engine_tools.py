@@ -33,7 +33,7 @@ class FakeToolbox:
         self.gate = gate
         self.calls: list[tuple[str, str]] = []
 
-    def definitions(self) -> list[dict[str, Any]]:
+    def definitions(self, model: str, *, max_calls: int) -> list[dict[str, Any]]:
         return [{"type": "function", "function": {"name": "web_fetch", "parameters": {"type": "object"}}}]
 
     def describe(self, name: str, arguments: str) -> str:
@@ -70,7 +70,7 @@ async def test_a_seat_that_calls_a_tool_gets_the_result_and_then_answers(
 
     assert toolbox.calls == [FETCH]
     first, second = fake.calls_for("fake/a")
-    assert first.request.tools == toolbox.definitions()
+    assert first.request.tools == toolbox.definitions("fake/a", max_calls=4)
     assistant, tool = second.request.messages[-2:]
     assert assistant.role == "assistant" and assistant.content == "Let me check."
     assert assistant.tool_calls == [
