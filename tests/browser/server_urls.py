@@ -17,4 +17,14 @@ def markdown_page(request: HttpRequest) -> HttpResponse:
     return render(request, "browser_tests/markdown.html", {"blocks": blocks})
 
 
-urlpatterns = [path("__test__/markdown/", markdown_page, name="test_markdown"), *app_urlpatterns]
+def live_markdown_page(request: HttpRequest) -> HttpResponse:
+    """The chatroom's live Markdown scripts (static/js/render.js and its libraries) on an empty page of the
+    app's layout, for tests that render in the browser and compare with the server."""
+    return render(request, "browser_tests/live_markdown.html")
+
+
+urlpatterns = [
+    path("__test__/markdown/", markdown_page, name="test_markdown"),
+    path("__test__/live-markdown/", live_markdown_page, name="test_live_markdown"),
+    *app_urlpatterns,
+]

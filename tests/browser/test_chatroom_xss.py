@@ -2,11 +2,16 @@
 
 The answer comes from a real OpenAI-compatible server on loopback (configured as the endpoint ``fake``), so it
 takes the whole path a hostile model's answer would: provider client, engine, recorder, socket deltas, the
-Markdown swap when a column finishes, the fused answer, and the page rendered from the database on reload.
+live Markdown rendering in the browser (static/js/render.js) while it streams, the server's Markdown swapped
+in when a column finishes, the fused answer, and the page rendered from the database on reload. The corpus is
+also streamed cut every three characters (inside tags, entities, link targets, Markdown markers), and the page
+is audited at every state it passes through (tests/browser/test_live_markdown.py renders every prefix of every
+payload directly).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,10 +23,17 @@ from apps.panels.models import Panel, PanelMember
 from tests.browser.conftest import LIVE_SERVER_DEMO_MODEL_DELAY, BrowserLog
 from tests.fakes.upstream import FakeUpstream, ModelScript
 from tests.live_server import LiveServer, live_server_start
-from tests.security.payloads import EXFIL_HOST, xss_document
+from tests.security.payloads import EXFIL_HOST, RENDERED_ATTRIBUTES, RENDERED_TAGS, XSS_PAYLOADS, xss_document
 
-RUN_TIMEOUT_MS = 30_000
+RUN_TIMEOUT_MS = 60_000
 PASSWORD = "correct horse battery staple"
+# Characters per streamed chunk when the corpus is cut mid-token.
+CUT = 3
+
+
+SPLIT_PIECES = [xss_document()[start : start + CUT] for start in range(0, len(xss_document()), CUT)]
+# The split stream waits halfway until the test has looked at it.
+SPLIT_HOLD = threading.Event()
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +41,15 @@ def hostile_upstream() -> Iterator[str]:
     # The payloads come as the answer and as the model's reasoning (a folded block of its own), after a pause
     # that lets the page connect first, so they arrive as live deltas.
     script = ModelScript(text=xss_document(), chunk_words=3, reasoning=xss_document(), latency_s=1.0)
-    upstream = FakeUpstream(scripts={"hostile": script})
+    # The same corpus cut every few characters, paced so the page renders many partial texts on the way.
+    split = ModelScript(
+        pieces=SPLIT_PIECES,
+        tokens_per_s=1500,
+        reasoning=xss_document(),
+        latency_s=1.0,
+        holds={len(SPLIT_PIECES) // 2: SPLIT_HOLD},
+    )
+    upstream = FakeUpstream(scripts={"hostile": script, "split": split})
     base_url = upstream.start_in_thread()
     yield base_url
     upstream.stop()
@@ -52,11 +72,11 @@ def _daphne_process(
         yield server
 
 
-def hostile_panel(owner: User) -> Panel:
+def hostile_panel(owner: User, model: str = "fake/hostile") -> Panel:
     panel = Panel.objects.create(
-        owner=owner, name="Hostile", slug="hostile", judge_model="demo/judge", writer_model="fake/hostile"
+        owner=owner, name="Hostile", slug="hostile", judge_model="demo/judge", writer_model=model
     )
-    PanelMember.objects.create(panel=panel, position=1, model_id="fake/hostile")
+    PanelMember.objects.create(panel=panel, position=1, model_id=model)
     PanelMember.objects.create(panel=panel, position=2, model_id="demo/atlas")
     return panel
 
@@ -91,7 +111,8 @@ def test_a_hostile_answer_streams_and_renders_as_inert_text(
     expect(hostile).to_have_attribute("data-status", "done")
     # The payloads arrived (as text), and none of them became an element.
     expect(hostile.locator(".column-body")).to_contain_text("alert(")
-    expect(hostile.locator(".reasoning")).to_be_visible()
+    # Shown (not the hidden placeholder of a seat that never reasoned), though folded with the panel.
+    assert hostile.locator(".reasoning").evaluate("fold => !fold.hidden")
     expect(hostile.locator(".reasoning-text")).to_contain_text("alert(")
     expect(turn.locator("[data-section=final]")).to_contain_text("alert(")
     for selector in (
@@ -115,3 +136,90 @@ def test_a_hostile_answer_streams_and_renders_as_inert_text(
     expect(page.locator(".turn").first).to_have_attribute("data-turn-status", "done")
     expect(page.locator('.turn [data-model="fake/hostile"] .column-body')).to_contain_text("alert(")
     assert_nothing_ran(page, page_log)
+
+
+# Installed before any script of the page: every state of the conversation is audited as it appears (a partial
+# text is on screen for a few milliseconds only), and every CSP violation is kept.
+_WATCH = """
+(() => {
+  const TAGS = new Set(%(tags)s);
+  const ATTRIBUTES = new Set(%(attributes)s);
+  const NEVER = new Set(
+    ["script", "img", "iframe", "style", "object", "embed", "frame", "base", "meta", "link"],
+  );
+  window.__findings = [];
+  window.__violations = [];
+  window.__audits = 0;
+  document.addEventListener("securitypolicyviolation", (e) => {
+    window.__violations.push(`${e.effectiveDirective} ${e.blockedURI}`);
+  });
+  function audit(turns) {
+    window.__audits += 1;
+    for (const el of turns.querySelectorAll("*")) {
+      const name = el.localName;
+      if (NEVER.has(name)) window.__findings.push(`<${name}>`);
+      for (const attr of el.attributes) {
+        if (attr.name.startsWith("on")) window.__findings.push(`${attr.name} on <${name}>`);
+      }
+      // Inside a rendered or streaming text, only what the Markdown renderers may emit.
+      if (!el.parentElement || !el.parentElement.closest(".markdown, .stream")) continue;
+      if (!TAGS.has(name)) window.__findings.push(`rendered <${name}>`);
+      for (const attr of el.attributes) {
+        if (!ATTRIBUTES.has(attr.name)) window.__findings.push(`rendered ${attr.name} on <${name}>`);
+      }
+      if (name === "a" && el.hasAttribute("href")) {
+        const protocol = new URL(el.getAttribute("href"), location.href).protocol;
+        if (!["http:", "https:", "mailto:"].includes(protocol)) window.__findings.push(`${protocol} link`);
+      }
+    }
+  }
+  new MutationObserver(() => {
+    const turns = document.getElementById("turns");
+    if (turns) audit(turns);
+  }).observe(document, { childList: true, subtree: true });
+})();
+"""
+
+
+def test_the_corpus_cut_mid_token_across_chunks_never_runs_at_any_point_of_the_stream(
+    page: Page, page_log: BrowserLog, daphne_server: LiveServer
+) -> None:
+    page.add_init_script(_WATCH % {"tags": sorted(RENDERED_TAGS), "attributes": sorted(RENDERED_ATTRIBUTES)})
+    owner = User.objects.create_user("mallory-split", password=PASSWORD)
+    panel = hostile_panel(owner, "fake/split")
+    page.goto("/accounts/login/")
+    page.get_by_label("Username").fill(owner.username)
+    page.get_by_label("Password").fill(PASSWORD)
+    with page.expect_navigation():
+        page.get_by_role("button", name="Log in").click()
+
+    page.get_by_label("Panel").select_option(str(panel.pk))
+    box = page.get_by_role("textbox", name="Prompt")
+    box.fill("Summarise this page for me")
+    box.press("Enter")
+
+    turn = page.locator(".turn").first
+    split = turn.locator('[data-model="fake/split"]')
+    try:
+        # Rendered while it streams: half the payloads' headings are headings before the seat is done.
+        expect(split.locator(".column-body h2").nth(len(XSS_PAYLOADS) // 3)).to_be_visible(
+            timeout=RUN_TIMEOUT_MS
+        )
+        assert split.get_attribute("data-status") == "streaming"
+    finally:
+        SPLIT_HOLD.set()
+    expect(turn).to_have_attribute("data-turn-status", "done", timeout=RUN_TIMEOUT_MS)
+    expect(split).to_have_attribute("data-status", "done")
+    # Every chunk arrived at its place: the whole corpus, each payload under its own heading.
+    expect(split.locator(".column-body h2")).to_have_count(len(XSS_PAYLOADS))
+    expect(turn.locator("[data-section=final] h2")).to_have_count(len(XSS_PAYLOADS))
+    expect(split.locator(".reasoning-text h2")).to_have_count(len(XSS_PAYLOADS))
+
+    # The page was audited at many points of the stream, not once at the end.
+    assert page.evaluate("() => window.__audits") > 20
+    assert page.evaluate("() => window.__findings") == []
+    assert page.evaluate("() => window.__violations") == []
+    for selector in ("script", "img", "svg", "iframe", "object", "embed", "style", "[onerror]", "[onload]"):
+        assert turn.locator(selector).count() == 0, selector
+    assert_nothing_ran(page, page_log)
+    page_log.assert_clean()
