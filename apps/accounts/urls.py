@@ -14,6 +14,7 @@ urlpatterns = [
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("theme/", views.theme_set, name="theme"),
     path("keys/", views_keys.keys_page, name="api_keys"),
     path("keys/<int:key_id>/revoke/", views_keys.key_revoke, name="api_key_revoke"),
 ]

@@ -5,12 +5,13 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_POST
 
 from apps.accounts.forms import SignUpForm
+from apps.accounts.theme import THEMES, theme_save
 
 
 def _next_url(request: HttpRequest) -> str:
@@ -35,3 +36,18 @@ def signup(request: HttpRequest) -> HttpResponse:
         messages.success(request, f"Welcome to Fusion Room, {user.get_username()}.")
         return redirect(_next_url(request))
     return render(request, "registration/signup.html", {"form": form, "next": request.GET.get("next", "")})
+
+
+@require_POST
+def theme_set(request: HttpRequest) -> HttpResponse:
+    """Choose light, dark or the system's theme. A script's request gets 204 (it has already repainted the
+    page); a plain form post goes back where it came from."""
+    theme = request.POST.get("theme", "")
+    if theme not in THEMES:
+        return HttpResponseBadRequest("Choose light, dark or system.")
+    if request.headers.get("X-Requested-With") == "fetch":
+        response: HttpResponse = HttpResponse(status=204)
+    else:
+        response = redirect(_next_url(request))
+    theme_save(request, response, theme)
+    return response

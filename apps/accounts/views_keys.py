@@ -39,7 +39,23 @@ def keys_page(request: HtmxHttpRequest) -> HttpResponse:
     else:
         form = ApiKeyForm()
     # The new key is rendered into this one response and stored nowhere: a reload does not show it again.
-    context = {"form": form, "keys": api_key_list_for(user=request.user), "new_key": new_key}
+    return _keys_render(request, form=form, new_key=new_key, status=status)
+
+
+def _keys_render(
+    request: HttpRequest,
+    *,
+    form: ApiKeyForm,
+    new_key: str = "",
+    revoked: ApiKey | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    context = {
+        "form": form,
+        "keys": api_key_list_for(user=request.user),
+        "new_key": new_key,
+        "revoked": revoked,
+    }
     response = render(request, "accounts/keys.html", context, status=status)
     response["Cache-Control"] = "no-store"
     return response
@@ -47,10 +63,18 @@ def keys_page(request: HtmxHttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
+def key_revoke(request: HtmxHttpRequest, key_id: int) -> HttpResponse:
+    """Revoke a key once the person confirmed: the page's htmx form asks first (``hx-confirm``) and posts
+    ``confirm``; a post without it (no JavaScript) gets a page that asks. Revoking cannot be undone and stops
+    every program using the key at once."""
     try:
-        key = api_key_revoke(user=request.user, key_id=key_id)
+        key = api_key_list_for(user=request.user).get(pk=key_id)
     except ApiKey.DoesNotExist:
         raise Http404("No such key") from None
+    if request.POST.get("confirm") != "1":
+        return render(request, "accounts/key_revoke_confirm.html", {"key": key})
+    key = api_key_revoke(user=request.user, key_id=key.pk)
+    if request.htmx:
+        return _keys_render(request, form=ApiKeyForm(), revoked=key)
     messages.success(request, f"Key “{key.name}” revoked.")
     return redirect("api_keys")

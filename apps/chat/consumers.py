@@ -1,7 +1,8 @@
 """The chatroom socket: ``/ws/conversations/<id>/``, the owner's live view of one conversation.
 
 Out: everything the turn recorders broadcast to ``conversation.<id>`` (text deltas, HTML fragments), snapshots
-on request, and ``error`` frames. In: ``frames.InboundFrame``. Strangers and anonymous visitors are closed
+on request, and ``error`` frames. In: ``frames.InboundFrame`` (prompts, cancels, resyncs and the actions on a
+finished turn, each through its service, which checks the owner). Strangers and anonymous visitors are closed
 with a 4xxx code before any data is sent.
 """
 
@@ -16,7 +17,17 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from apps.chat import rendering, selectors, services
-from apps.chat.frames import CancelFrame, FrameError, ResyncFrame, SendFrame, frame_parse
+from apps.chat.frames import (
+    CancelFrame,
+    EditFrame,
+    FrameError,
+    RegenerateFrame,
+    ResyncFrame,
+    RetryFrame,
+    SendFrame,
+    VersionFrame,
+    frame_parse,
+)
 from apps.chat.models import Conversation, Turn
 from apps.chat.recorder import conversation_group
 from apps.chat.services import ChatError
@@ -72,6 +83,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
                 await self._cancel(frame)
             elif isinstance(frame, ResyncFrame):
                 await self._resync(frame.turn)
+            else:
+                await self._turn_act(frame)
         except (FrameError, ChatError) as error:
             await self._error(str(error))
         except Exception:
@@ -105,6 +118,30 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             raise ChatError("There is no such turn to cancel.") from None
         if turn.status != Turn.Status.RUNNING:
             await self._send_db_snapshot(turn.pk)
+
+    async def _turn_act(self, frame: RegenerateFrame | EditFrame | RetryFrame | VersionFrame) -> None:
+        """An action on a finished turn. A run it starts shows itself (its recorder's snapshot replaces the
+        turn on every page of the conversation); a version switch is broadcast here, for the same reason."""
+        where = {
+            "user": self.scope["user"],
+            "conversation_id": self.conversation.pk,
+            "turn_id": frame.turn,
+        }
+        layer = {"channel_layer_alias": self.channel_layer_alias}
+        try:
+            if isinstance(frame, RegenerateFrame):
+                await services.turn_regenerate(**where, **layer)
+            elif isinstance(frame, EditFrame):
+                await services.turn_edit(**where, prompt=frame.prompt, **layer)
+            elif isinstance(frame, RetryFrame):
+                await services.turn_retry_failed(**where, **layer)
+            else:
+                shown = await services.turn_version_show(**where, version=frame.version)
+                text = await _db_snapshot(self.conversation.pk, shown.pk)
+                if text is not None:
+                    await self.channel_layer.group_send(self.group, {"type": "chat.frame", "text": text})
+        except Turn.DoesNotExist:
+            raise ChatError("There is no such turn in this conversation.") from None
 
     async def _resync(self, turn_id: int) -> None:
         turn = await _turn_in(self.conversation.pk, turn_id)

@@ -161,6 +161,7 @@ def changes_collect(state: TurnState) -> Changes:
                 "prompt_tokens": seat.prompt_tokens,
                 "completion_tokens": seat.completion_tokens,
                 "cost": seat.cost,
+                "usage_estimated": seat.usage_estimated,
                 "ttft_ms": seat.ttft_ms,
                 "duration_ms": seat.duration_ms,
                 "reasoning": seat.reasoning.text,

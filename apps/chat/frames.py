@@ -1,7 +1,9 @@
 """What a browser may send down the chatroom socket, as pydantic models, and how a bad frame is explained.
 
-Frames are JSON text with a ``type``: ``send`` (a prompt for a panel), ``cancel`` (a running turn) and
-``resync`` (ask for a fresh snapshot of a turn, after a gap in its deltas). Anything else gets an ``error``
+Frames are JSON text with a ``type``: ``send`` (a prompt for a panel), ``cancel`` (a running turn),
+``resync`` (ask for a fresh snapshot of a turn, after a gap in its deltas), and the actions on a finished
+turn: ``regenerate``, ``edit`` (with a new prompt), ``retry`` (its failed seats) and ``version`` (which
+version of a turn is shown). Anything else gets an ``error``
 frame whose message says what was wrong; the socket stays open.
 """
 
@@ -44,12 +46,52 @@ class ResyncFrame(BaseModel):
     turn: int = Field(ge=1)
 
 
-InboundFrame = Annotated[SendFrame | CancelFrame | ResyncFrame, Field(discriminator="type")]
+class RegenerateFrame(BaseModel):
+    """Run the last turn again (same prompt and panel) as a new version of it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["regenerate"]
+    turn: int = Field(ge=1)
+
+
+class EditFrame(BaseModel):
+    """Send the last turn again with this prompt, as a new version of it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["edit"]
+    turn: int = Field(ge=1)
+    # The prompt's own limits are checked by the service, which words them for the person.
+    prompt: str
+
+
+class RetryFrame(BaseModel):
+    """Run a finished turn's failed seats again, then its judge and writer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["retry"]
+    turn: int = Field(ge=1)
+
+
+class VersionFrame(BaseModel):
+    """Show version ``version`` of the position of ``turn`` (the version now shown)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["version"]
+    turn: int = Field(ge=1)
+    version: int = Field(ge=1)
+
+
+Frame = SendFrame | CancelFrame | ResyncFrame | RegenerateFrame | EditFrame | RetryFrame | VersionFrame
+InboundFrame = Annotated[Frame, Field(discriminator="type")]
 # The discriminated Annotated union is not a type to mypy; pydantic reads it at run time.
-_ADAPTER: TypeAdapter[SendFrame | CancelFrame | ResyncFrame] = TypeAdapter(cast(Any, InboundFrame))
+_ADAPTER: TypeAdapter[Frame] = TypeAdapter(cast(Any, InboundFrame))
 
 
-def frame_parse(text: str | None) -> SendFrame | CancelFrame | ResyncFrame:
+def frame_parse(text: str | None) -> Frame:
     """Validate one inbound frame; ``FrameError`` says what is wrong with it."""
     if text is None:
         raise FrameError("Send JSON text frames; binary frames are not understood.")
@@ -69,7 +111,10 @@ def _explain(exc: ValidationError) -> str:
     if kind == "json_invalid":
         return "That message is not valid JSON."
     if not error["loc"] or kind in ("union_tag_invalid", "union_tag_not_found"):
-        return "Unknown message: expected a JSON object with type send, cancel or resync."
+        return (
+            "Unknown message: expected a JSON object with type send, cancel, resync, regenerate, edit, "
+            "retry or version."
+        )
     if kind == "missing":
         return f"The message lacks {where.split('.', 1)[-1]!r}."
     if kind == "extra_forbidden":

@@ -46,7 +46,12 @@ class Turn(models.Model):
         FINISHED = "finished"
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="turns")
+    # Versions of one place in the conversation share its position: a regenerated or edited turn is a new
+    # version there, the earlier ones are kept. Exactly one version of a position is shown; the page, the
+    # history sent to the models for later turns and the exports read the shown ones.
     position = models.PositiveIntegerField()
+    version = models.PositiveSmallIntegerField(default=1)
+    shown = models.BooleanField(default=True)
     prompt = models.TextField()
     panel = models.ForeignKey(
         "panels.Panel", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -77,14 +82,21 @@ class Turn(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["conversation_id", "position"]
+        ordering = ["conversation_id", "position", "version"]
         constraints = [
-            models.UniqueConstraint(fields=["conversation", "position"], name="turn_unique_position"),
+            models.UniqueConstraint(
+                fields=["conversation", "position", "version"], name="turn_unique_position_version"
+            ),
+            models.UniqueConstraint(
+                fields=["conversation", "position"],
+                condition=models.Q(shown=True),
+                name="turn_one_shown_per_position",
+            ),
         ]
         indexes = [models.Index(fields=["status", "heartbeat_at"])]
 
     def __str__(self) -> str:
-        return f"{self.conversation_id}/{self.position} {self.status}"
+        return f"{self.conversation_id}/{self.position}v{self.version} {self.status}"
 
 
 class PanelAnswer(models.Model):
@@ -108,6 +120,9 @@ class PanelAnswer(models.Model):
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
     cost = models.FloatField(null=True, blank=True)
+    # The tokens (and cost) are estimated from the streamed text: the stream was cut before the provider
+    # reported usage (a cancelled run).
+    usage_estimated = models.BooleanField(default=False)
     ttft_ms = models.FloatField(null=True, blank=True)
     duration_ms = models.FloatField(null=True, blank=True)
     sources = models.JSONField(default=list, blank=True)

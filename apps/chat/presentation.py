@@ -46,6 +46,22 @@ def seat_label(model: str) -> tuple[str, bool]:
     return (info.name if info and info.name else model), is_demo
 
 
+def seat_labels(seats: list[tuple[int, str]]) -> dict[int, str]:
+    """``(seat, name)`` pairs to labels: a name held by several seats gets ``#1``, ``#2``… in seat order."""
+    totals: dict[str, int] = {}
+    for _, name in seats:
+        totals[name] = totals.get(name, 0) + 1
+    seen: dict[str, int] = {}
+    labels: dict[int, str] = {}
+    for seat, name in sorted(seats):
+        if totals[name] == 1:
+            labels[seat] = name
+        else:
+            seen[name] = seen.get(name, 0) + 1
+            labels[seat] = f"{name} #{seen[name]}"
+    return labels
+
+
 def _markdown(text: str, cached: tuple[str, SafeString] | None) -> tuple[str, SafeString]:
     """``text`` rendered, reusing ``cached`` while the text is the same string (a buffer hands out the same
     object until it changes, so the check costs nothing)."""
@@ -164,9 +180,30 @@ class TurnView:
                 seen.setdefault(source["url"], source)
         return list(seen.values())
 
+    @property
+    def seat_labels(self) -> dict[int, str]:
+        """Each seat's name on the page, by seat number: a model that holds several seats is numbered in seat
+        order ("Alpha #1", "Alpha #2"), in the column headers, the panel strip and the analysis alike."""
+        return seat_labels([(seat.seat, seat.name) for seat in self.seats])
+
     @cached_property
     def model_names(self) -> dict[str, str]:
-        return {seat.model: seat.name for seat in self.seats}
+        """The analysis's model references mapped to seat labels: the judge names a model that holds several
+        seats ``<model> #<seat>`` (apps/fusion/prompts.py), any other by its id."""
+        labels = self.seat_labels
+        counts: dict[str, int] = {}
+        for seat in self.seats:
+            counts[seat.model] = counts.get(seat.model, 0) + 1
+        names: dict[str, str] = {}
+        for seat in self.seats:
+            label = labels.get(seat.seat, seat.name)
+            if counts[seat.model] == 1:
+                names[seat.model] = label
+            else:
+                names[f"{seat.model} #{seat.seat}"] = label
+                # The bare id of a shared model is ambiguous: it names the model, not one of its seats.
+                names.setdefault(seat.model, seat.name)
+        return names
 
     @property
     def analysis_view(self) -> dict[str, Any] | None:

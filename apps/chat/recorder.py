@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
@@ -101,11 +102,14 @@ def recorders_live() -> list[TurnRecorder]:
 class TurnRecorder:
     """Record one turn's run; see the module docstring for the guarantees."""
 
-    def __init__(self, *, turn: Turn, channel_layer_alias: str = "default") -> None:
+    def __init__(
+        self, *, turn: Turn, channel_layer_alias: str = "default", state: TurnState | None = None
+    ) -> None:
         self.turn_id: int = turn.pk
         self.conversation_id: int = turn.conversation_id
         self.group = conversation_group(turn.conversation_id)
-        self.state: TurnState = turn_state_initial(turn)
+        # A retry of failed seats starts from the turn as saved (its kept seats done); a new run from nothing.
+        self.state: TurnState = state if state is not None else turn_state_initial(turn)
         self.channel_layer_alias = channel_layer_alias
         self.layer: BaseChannelLayer | None = None
         self.channel = ""
@@ -367,12 +371,25 @@ class TurnRecorder:
         state = self.state
         gateway = gateway_from_settings()
         steps = []
+        asked = len(state.prompt) + (state.history_chars or 0)
         for seat in state.seats:
-            cost = (
-                seat.cost
-                if seat.finished
-                else unreported_cost(gateway=gateway, model=seat.model, cancelled=True)
-            )
+            if seat.kept:
+                continue  # counted by the run that produced it
+            estimated = False
+            if seat.finished:
+                cost = seat.cost
+            elif seat.buffer.length or seat.reasoning.length:
+                # Cut off mid-stream: no usage report came, so the tokens are estimated from what streamed
+                # (and shown as estimates), and priced like reported ones.
+                usage = usage_estimate(
+                    prompt_chars=asked, completion_chars=seat.buffer.length + seat.reasoning.length
+                )
+                cost = gateway.cost_of(seat.model, usage)
+                seat.prompt_tokens, seat.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+                seat.cost, seat.usage_estimated, seat.dirty = cost, True, True
+                estimated = True
+            else:
+                cost = unreported_cost(gateway=gateway, model=seat.model, cancelled=True)
             seat_usage = Usage(
                 prompt_tokens=seat.prompt_tokens,
                 completion_tokens=seat.completion_tokens,
@@ -387,19 +404,36 @@ class TurnRecorder:
                     status="done" if seat.status == "done" else "cancelled",
                     usage=seat_usage,
                     timings=Timings(ttft_ms=seat.ttft_ms, duration_ms=seat.duration_ms),
+                    estimated=estimated,
                 )
             )
+        answers = sum(seat.buffer.length for seat in state.seats if seat.status == "done")
         if state.judge_step is not None:
             steps.append(state.judge_step)
         elif state.phase == "analysis":  # the judge was cut off: it may have been working, and billing
-            cost = unreported_cost(gateway=gateway, model=state.judge, cancelled=True)
+            # Its reply is not streamed: only what it was sent can be estimated.
+            usage = usage_estimate(prompt_chars=asked + answers, completion_chars=0)
             steps.append(
-                StepStats(role="judge", model=state.judge, status="cancelled", usage=Usage(cost=cost))
+                StepStats(
+                    role="judge",
+                    model=state.judge,
+                    status="cancelled",
+                    usage=usage.model_copy(update={"cost": gateway.cost_of(state.judge, usage)}),
+                    estimated=True,
+                )
             )
         if state.final_started:
-            cost = unreported_cost(gateway=gateway, model=state.writer, cancelled=True)
+            usage = usage_estimate(
+                prompt_chars=asked + answers + len(state.analysis_raw), completion_chars=state.final.length
+            )
             steps.append(
-                StepStats(role="writer", model=state.writer, status="cancelled", usage=Usage(cost=cost))
+                StepStats(
+                    role="writer",
+                    model=state.writer,
+                    status="cancelled",
+                    usage=usage.model_copy(update={"cost": gateway.cost_of(state.writer, usage)}),
+                    estimated=True,
+                )
             )
         return totals_build(steps=steps, started=self._started)
 
@@ -498,6 +532,13 @@ class TurnRecorder:
             await self._flush()
         except Exception:
             logger.exception("turn %s: its final state could not be saved", self.turn_id)
+
+
+def usage_estimate(*, prompt_chars: int, completion_chars: int) -> Usage:
+    """Tokens of a call cut off before its usage report, from the characters it was sent and streamed:
+    about four characters a token, as English text runs with common tokenizers. Shown as an estimate."""
+    prompt, completion = math.ceil(prompt_chars / 4), math.ceil(completion_chars / 4)
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
 
 async def _source_close(source: AsyncIterator[Any], turn_id: int) -> None:

@@ -11,15 +11,23 @@ import asyncio
 
 from apps.chat.models import Turn
 from apps.chat.recorder import TurnRecorder, recorder_for
+from apps.chat.state import TurnState
 from apps.fusion.engine import run_fusion
 from apps.fusion.schemas import FusionRequest
 from apps.providers.registry import gateway_from_settings
 from apps.webtools.toolbox import toolbox_from_settings
 
 
-async def run_launch(*, turn: Turn, request: FusionRequest, channel_layer_alias: str = "default") -> None:
-    """Start ``turn``'s run on the current event loop and return once its recorder listens."""
-    recorder = TurnRecorder(turn=turn, channel_layer_alias=channel_layer_alias)
+async def run_launch(
+    *,
+    turn: Turn,
+    request: FusionRequest,
+    channel_layer_alias: str = "default",
+    state: TurnState | None = None,
+) -> None:
+    """Start ``turn``'s run on the current event loop and return once its recorder listens. ``state``: the
+    turn's state to start from (a retry of failed seats, its kept seats done); else a fresh one."""
+    recorder = TurnRecorder(turn=turn, channel_layer_alias=channel_layer_alias, state=state)
     recorder.state.history_chars = sum(len(prior.prompt) + len(prior.answer) for prior in request.history)
     events = run_fusion(request, gateway=gateway_from_settings(), toolbox=toolbox_from_settings())
     await recorder.start(events)

@@ -9,6 +9,8 @@ Contract used by ``apps.api`` (keep these signatures):
   in a task of its own (persisted, broadcast) while the caller reads its events
 - ``await turn_start(*, user, conversation, prompt, panel) -> Turn``
 - ``await turn_cancel(*, user, turn_id) -> Turn``
+- ``await turn_regenerate / turn_edit / turn_retry_failed(*, user, conversation_id, turn_id, ...) -> Turn``
+  and ``await turn_version_show(*, user, conversation_id, turn_id, version) -> Turn``: acting on a turn
 
 Bad input raises ``ChatError`` (a ``ValueError``) whose message is meant for the person who typed it.
 """
@@ -29,9 +31,19 @@ from pydantic import ValidationError
 from apps.chat.models import Conversation, PanelAnswer, ShareLink, Turn
 from apps.chat.presentation import seat_label
 from apps.chat.runs import run_cancel_local, run_launch
-from apps.chat.selectors import conversation_get_for
+from apps.chat.selectors import conversation_get_for, turn_state_for
 from apps.chat.share_tokens import share_token_hash, share_token_new
-from apps.fusion.schemas import MAX_PROMPT_CHARS, FusionOptions, FusionRequest, PriorTurn, SeatSpec
+from apps.chat.state import TurnState
+from apps.comparisons.services import comparison_start
+from apps.fusion.schemas import (
+    MAX_PROMPT_CHARS,
+    FusionOptions,
+    FusionRequest,
+    KeptAnswer,
+    PriorTurn,
+    SeatSpec,
+    Source,
+)
 from apps.panels.models import Panel
 from apps.panels.runnability import panel_runnability
 from apps.providers.base import text_storable
@@ -198,10 +210,11 @@ def turn_create(
 
 
 def fusion_request_for(*, turn: Turn) -> FusionRequest:
-    """The engine request for ``turn``: its frozen panel, its prompt and the earlier answered turns."""
+    """The engine request for ``turn``: its frozen panel, its prompt and the earlier answered turns (the
+    shown version of each earlier position)."""
     snapshot = turn.panel_snapshot
     earlier = (
-        Turn.objects.filter(conversation_id=turn.conversation_id, position__lt=turn.position)
+        Turn.objects.filter(conversation_id=turn.conversation_id, position__lt=turn.position, shown=True)
         .exclude(final_text="")
         .order_by("position")
         .values_list("prompt", "final_text")
@@ -282,6 +295,8 @@ async def turn_start(
     turn = await _turn_start_prepare(user=user, conversation=conversation, prompt=prompt, panel=panel)
     request = await database_sync_to_async(fusion_request_for)(turn=turn)
     await run_launch(turn=turn, request=request, channel_layer_alias=channel_layer_alias)
+    # The "compare with a single model" option: its baseline runs beside the turn, outside the panel.
+    await comparison_start(user=user, turn=turn, request=request)
     return turn
 
 
@@ -308,6 +323,219 @@ async def turn_cancel(*, user: Any, turn_id: int, channel_layer_alias: str = DEF
     else:
         run_cancel_local(turn_id=turn.pk)
     return turn
+
+
+# --- acting on a finished turn: regenerate, edit and resend, retry failed seats, switch versions --------
+#
+# Only the conversation's last turn is regenerated or edited (a new version of it, the earlier ones kept):
+# a later turn was asked with the earlier one's answer as its history, and versions of a middle turn would
+# need a branch of every turn after it. Failed seats are retried in place on any shown turn, since the
+# turn's question stays the same.
+
+# Seat statuses a retry runs again: everything but a finished answer.
+RETRY_STATUSES = (
+    PanelAnswer.Status.FAILED,
+    PanelAnswer.Status.MISSING,
+    PanelAnswer.Status.CANCELLED,
+    PanelAnswer.Status.WAITING,
+    PanelAnswer.Status.STREAMING,
+)
+
+
+def turn_get_in(*, user: Any, conversation_id: int, turn_id: int) -> Turn:
+    """One turn of one of the user's conversations; ``Turn.DoesNotExist`` for anything else."""
+    return Turn.objects.select_related("conversation").get(
+        pk=turn_id, conversation_id=conversation_id, conversation__owner_id=user.pk
+    )
+
+
+def _turn_action_check(*, turn: Turn, last_only: bool) -> None:
+    """Refusals shared by every action on a turn, worded for the person who asked."""
+    turns_reap_stale(conversation_id=turn.conversation_id)
+    if turn_running_in(conversation=turn.conversation) is not None:
+        raise ChatError("A run is in progress in this conversation: wait for it or cancel it first.")
+    if not turn.shown:
+        raise ChatError("That version of the turn is not the one shown: reload the page.")
+    later = Turn.objects.filter(conversation_id=turn.conversation_id, position__gt=turn.position)
+    if last_only and later.exists():
+        raise ChatError("Only the last turn of a conversation can be regenerated or edited.")
+    reason = panel_unavailable_reason_of(snapshot=turn.panel_snapshot)
+    if reason:
+        raise ChatError(f"This turn's panel cannot run here now. {reason}")
+
+
+def panel_unavailable_reason_of(*, snapshot: dict[str, Any]) -> str | None:
+    """Why a turn's frozen panel cannot run here now (None when it can)."""
+    runnability = panel_runnability(panel=snapshot)
+    return None if runnability.runnable else " ".join(runnability.reasons)
+
+
+def turn_version_create(*, turn: Turn, prompt: str) -> Turn:
+    """A new running version of ``turn``'s position with ``prompt`` and the same frozen panel, shown in its
+    place; the earlier versions are kept. ``ChatError`` if a run started meanwhile."""
+    prompt = prompt_clean(prompt)
+    with transaction.atomic():
+        Conversation.objects.select_for_update().filter(pk=turn.conversation_id).first()
+        if Turn.objects.filter(conversation_id=turn.conversation_id, status=Turn.Status.RUNNING).exists():
+            raise ChatError("A run is in progress in this conversation: wait for it or cancel it first.")
+        same_place = Turn.objects.filter(conversation_id=turn.conversation_id, position=turn.position)
+        last = same_place.aggregate(last=Max("version"))["last"] or 0
+        # The old version stops being shown first: one shown version per position, at every moment.
+        same_place.filter(shown=True).update(shown=False)
+        version = Turn.objects.create(
+            conversation_id=turn.conversation_id,
+            position=turn.position,
+            version=last + 1,
+            shown=True,
+            prompt=prompt,
+            panel=turn.panel,
+            panel_snapshot=turn.panel_snapshot,
+            heartbeat_at=timezone.now(),
+        )
+        PanelAnswer.objects.bulk_create(
+            PanelAnswer(turn=version, seat=seat["seat"], model_id=seat["model"])
+            for seat in turn.panel_snapshot.get("seats", [])
+        )
+        Conversation.objects.filter(pk=turn.conversation_id).update(updated_at=timezone.now())
+    return version
+
+
+@database_sync_to_async
+def _turn_version_prepare(*, user: Any, conversation_id: int, turn_id: int, prompt: str | None) -> Turn:
+    turn = turn_get_in(user=user, conversation_id=conversation_id, turn_id=turn_id)
+    _turn_action_check(turn=turn, last_only=True)
+    return turn_version_create(turn=turn, prompt=turn.prompt if prompt is None else prompt)
+
+
+async def turn_regenerate(
+    *, user: Any, conversation_id: int, turn_id: int, channel_layer_alias: str = DEFAULT_CHANNEL_LAYER
+) -> Turn:
+    """Run the last turn again, same prompt and panel, as a new version shown in its place (the earlier
+    versions are kept). ``Turn.DoesNotExist`` for a turn that is not the user's in this conversation;
+    ``ChatError`` while a run is going on, for a turn that is not the last or a panel that cannot run."""
+    turn = await _turn_version_prepare(
+        user=user, conversation_id=conversation_id, turn_id=turn_id, prompt=None
+    )
+    request = await database_sync_to_async(fusion_request_for)(turn=turn)
+    await run_launch(turn=turn, request=request, channel_layer_alias=channel_layer_alias)
+    return turn
+
+
+async def turn_edit(
+    *,
+    user: Any,
+    conversation_id: int,
+    turn_id: int,
+    prompt: str,
+    channel_layer_alias: str = DEFAULT_CHANNEL_LAYER,
+) -> Turn:
+    """Send the last turn again with an edited prompt: a new version, as ``turn_regenerate``."""
+    turn = await _turn_version_prepare(
+        user=user, conversation_id=conversation_id, turn_id=turn_id, prompt=prompt
+    )
+    request = await database_sync_to_async(fusion_request_for)(turn=turn)
+    await run_launch(turn=turn, request=request, channel_layer_alias=channel_layer_alias)
+    return turn
+
+
+@database_sync_to_async
+def _turn_retry_prepare(
+    *, user: Any, conversation_id: int, turn_id: int
+) -> tuple[Turn, FusionRequest, TurnState]:
+    turn = turn_get_in(user=user, conversation_id=conversation_id, turn_id=turn_id)
+    _turn_action_check(turn=turn, last_only=False)
+    answers = list(turn.answers.order_by("seat"))
+    retried = [answer for answer in answers if answer.status in RETRY_STATUSES]
+    if not retried:
+        raise ChatError("Every seat of this turn answered: there is nothing to retry.")
+    with transaction.atomic():
+        Conversation.objects.select_for_update().filter(pk=turn.conversation_id).first()
+        if Turn.objects.filter(conversation_id=turn.conversation_id, status=Turn.Status.RUNNING).exists():
+            raise ChatError("A run is in progress in this conversation: wait for it or cancel it first.")
+        # The turn runs again from its panel phase: the kept seats' answers stay, the rest starts afresh;
+        # the analysis and the fused answer are written anew. Its totals stay until the run adds to them.
+        Turn.objects.filter(pk=turn.pk).update(
+            status=Turn.Status.RUNNING,
+            phase=Turn.Phase.PANEL,
+            analysis=None,
+            analysis_raw="",
+            analysis_error="",
+            analysis_error_detail="",
+            final_text="",
+            failure_reason="",
+            error_message="",
+            finished_at=None,
+            recorder_channel="",
+            heartbeat_at=timezone.now(),
+        )
+        PanelAnswer.objects.filter(pk__in=[answer.pk for answer in retried]).update(
+            content="",
+            reasoning="",
+            status=PanelAnswer.Status.WAITING,
+            error="",
+            status_code=None,
+            prompt_tokens=0,
+            completion_tokens=0,
+            cost=None,
+            usage_estimated=False,
+            ttft_ms=None,
+            duration_ms=None,
+            sources=[],
+            tool_calls=[],
+        )
+    turn.refresh_from_db()
+    state = turn_state_for(turn_id=turn.pk)
+    for seat in state.seats:
+        seat.kept = seat.status == PanelAnswer.Status.DONE
+    state.totals_before = dict(turn.totals or {})
+    request = fusion_request_for(turn=turn)
+    state.history_chars = sum(len(prior.prompt) + len(prior.answer) for prior in request.history)
+    kept = [
+        KeptAnswer(
+            seat=answer.seat,
+            model=answer.model_id,
+            content=answer.content,
+            sources=[Source.model_validate(source) for source in answer.sources or []],
+        )
+        for answer in answers
+        if answer.status == PanelAnswer.Status.DONE
+    ]
+    # Every retried seat is waited for (within the deadline): they are what the retry is for.
+    options = request.options.model_copy(update={"quorum": None})
+    return turn, request.model_copy(update={"kept": kept, "options": options}), state
+
+
+async def turn_retry_failed(
+    *, user: Any, conversation_id: int, turn_id: int, channel_layer_alias: str = DEFAULT_CHANNEL_LAYER
+) -> Turn:
+    """Run a finished turn's failed (or missing, or stopped) seats again, keeping the answered ones, then
+    the judge and the writer over the full set. In place: the turn's analysis and fused answer are
+    replaced, its cost is what it cost before plus this run. ``ChatError`` while a run is going on or
+    when every seat answered."""
+    turn, request, state = await _turn_retry_prepare(
+        user=user, conversation_id=conversation_id, turn_id=turn_id
+    )
+    await run_launch(turn=turn, request=request, channel_layer_alias=channel_layer_alias, state=state)
+    return turn
+
+
+@database_sync_to_async
+def turn_version_show(*, user: Any, conversation_id: int, turn_id: int, version: int) -> Turn:
+    """Show another version of ``turn_id``'s position in its place (kept across reloads; later turns' history
+    reads the shown version). ``Turn.DoesNotExist`` for no such version; ``ChatError`` while a run goes on."""
+    turn = turn_get_in(user=user, conversation_id=conversation_id, turn_id=turn_id)
+    turns_reap_stale(conversation_id=turn.conversation_id)
+    with transaction.atomic():
+        Conversation.objects.select_for_update().filter(pk=turn.conversation_id).first()
+        if Turn.objects.filter(conversation_id=turn.conversation_id, status=Turn.Status.RUNNING).exists():
+            raise ChatError("A run is in progress in this conversation: wait for it or cancel it first.")
+        same_place = Turn.objects.filter(conversation_id=turn.conversation_id, position=turn.position)
+        chosen = same_place.get(version=version)
+        if not chosen.shown:
+            same_place.filter(shown=True).update(shown=False)
+            same_place.filter(pk=chosen.pk).update(shown=True)
+            chosen.shown = True
+    return chosen
 
 
 # --- share links ---------------------------------------------------------------------------------------

@@ -102,8 +102,12 @@ class SeatState(SeatView):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float | None = None
+    # Tokens and cost estimated from the streamed text (cut off before the provider reported usage).
+    usage_estimated: bool = False
     ttft_ms: float | None = None
     duration_ms: float | None = None
+    # Kept from an earlier run of the turn (a retry of its failed seats): not run again, not counted again.
+    kept: bool = False
     # Web tool calls in order: {"id", "name", "detail", "status": running|ok|failed|stopped, "result"}.
     tools: list[dict[str, str]] = field(default_factory=list)
     # Pages the seat found or read: {"url", "title"}, one per URL, http(s) only.
@@ -158,6 +162,13 @@ class TurnState(TurnView):
     # Characters of the earlier turns' prompts and fused answers (the history this turn was sent): the
     # "writer alone" estimate of the turn's footer reads it. None: unknown.
     history_chars: int | None = None
+    # Which version of its position this turn is, of how many (regenerated and edited turns).
+    version: int = 1
+    versions: int = 1
+    # Whether its position is the conversation's last (only the last turn is regenerated or edited).
+    is_last: bool = True
+    # A retry of failed seats: the totals of the runs before it, which this run's figures are added to.
+    totals_before: dict[str, Any] | None = None
     # Turn-level fields changed since the last write to the database.
     dirty: bool = False
 
@@ -320,8 +331,26 @@ class TurnState(TurnView):
         seat.dirty = True
 
     def _totals(self, totals: Totals) -> None:
-        self.totals = totals.model_dump()
-        self.cost = totals.usage.cost
+        self.totals = totals_merge(self.totals_before, totals) if self.totals_before else totals.model_dump()
+        usage = self.totals.get("usage") or {}
+        self.cost = usage.get("cost")
+
+
+def totals_merge(before: dict[str, Any], after: Totals) -> dict[str, Any]:
+    """The figures of a turn run again (its failed seats retried): every step of both runs, usage summed.
+    What was spent before stays spent, so the turn's cost is the sum; unknown once either is unknown."""
+    try:
+        earlier = Totals.model_validate(before)
+    except ValueError:
+        earlier = Totals()
+    merged = Totals(
+        steps=[*earlier.steps, *after.steps],
+        usage=earlier.usage + after.usage,
+        known_cost=earlier.known_cost + after.known_cost,
+        duration_ms=earlier.duration_ms + after.duration_ms,
+        estimated=earlier.estimated or after.estimated,
+    )
+    return merged.model_dump()
 
 
 def turn_state_from_db(turn: Turn, answers: list[PanelAnswer] | None = None) -> TurnState:
@@ -345,6 +374,7 @@ def turn_state_from_db(turn: Turn, answers: list[PanelAnswer] | None = None) -> 
                 prompt_tokens=answer.prompt_tokens,
                 completion_tokens=answer.completion_tokens,
                 cost=answer.cost,
+                usage_estimated=answer.usage_estimated,
                 ttft_ms=answer.ttft_ms,
                 duration_ms=answer.duration_ms,
                 tools=[dict(call) for call in answer.tool_calls or [] if isinstance(call, dict)],
@@ -375,6 +405,9 @@ def turn_state_from_db(turn: Turn, answers: list[PanelAnswer] | None = None) -> 
         cost=turn.cost,
         started_at=turn.started_at,
         finished_at=turn.finished_at,
+        version=turn.version,
+        # The caller knows better (``selectors``); a turn being recorded is its position's newest version.
+        versions=turn.version,
     )
 
 

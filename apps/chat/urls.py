@@ -14,7 +14,10 @@ urlpatterns = [
     path("c/<int:conversation_id>/rename/", views.conversation_rename, name="rename"),
     path("c/<int:conversation_id>/item/", views.sidebar_item, name="sidebar_item"),
     path("c/<int:conversation_id>/delete/", views.conversation_delete, name="delete"),
+    path("c/<int:conversation_id>/export.<str:fmt>", views.conversation_export_file, name="export"),
+    path("search/", views.conversation_search, name="search"),
     path("c/<int:conversation_id>/share/", views.share_create, name="share_create"),
     path("c/<int:conversation_id>/share/<int:link_id>/revoke/", views.share_revoke, name="share_revoke"),
     path("s/<str:token>/", views.shared_conversation, name="shared"),
+    path("s/<str:token>/export.<str:fmt>", views.shared_export_file, name="shared_export"),
 ]

@@ -15,9 +15,11 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect
 
 from apps.chat import selectors, services
+from apps.chat.export import conversation_export, export_filename, export_json, export_markdown
 from apps.chat.forms import RenameForm, SendForm
 from apps.chat.frames import MAX_FRAME_CHARS
 from apps.chat.models import Conversation, ShareLink
+from apps.chat.search import SEARCH_LIMIT, conversation_search_for, search_query_clean
 from apps.chat.services import ChatError
 from apps.core.views import landing
 from apps.fusion.schemas import MAX_PROMPT_CHARS
@@ -43,15 +45,23 @@ def _composer_options(
     user: Any, conversation: Conversation | None, chosen: int | None = None
 ) -> list[ComposerOption]:
     panels = list(panel_list_for(user=user))
-    default = panel_default_for_page(panels, conversation, chosen)
+    checks = {panel.pk: panel_runnability(panel=panel) for panel in panels}
+    runnable = [panel for panel in panels if checks[panel.pk][0]]
+    default = panel_default_for_page(
+        panels,
+        runnable,
+        conversation,
+        chosen,
+        last_used=selectors.last_panel_id_for(user=user) if conversation is None else None,
+    )
     gateway = gateway_from_settings()
     options = []
     for panel in panels:
-        runnable, reasons, warnings = panel_runnability(panel=panel)
+        can_run, reasons, warnings = checks[panel.pk]
         options.append(
             ComposerOption(
                 panel=panel,
-                reason=None if runnable else " ".join(reasons),
+                reason=None if can_run else " ".join(reasons),
                 warnings=warnings,
                 is_demo=all(gateway.is_demo(member.model_id) for member in panel.members.all()),
                 selected=default is not None and panel.pk == default.pk,
@@ -61,11 +71,26 @@ def _composer_options(
 
 
 def panel_default_for_page(
-    panels: list[Panel], conversation: Conversation | None, chosen: int | None
+    panels: list[Panel],
+    runnable: list[Panel],
+    conversation: Conversation | None,
+    chosen: int | None,
+    *,
+    last_used: int | None = None,
 ) -> Panel | None:
+    """The panel the composer opens on: the one just chosen (a refused send shows it again); else the panel
+    this conversation, or for a new one the person, used last, if it can run here; else the usual default
+    among the panels that can run; else (nothing can run) the usual default, disabled with its reason. So
+    Enter never meets a panel the person did not choose and that cannot run."""
     for panel in panels:
         if panel.pk == chosen:
             return panel
+    last = conversation.last_panel_id if conversation is not None else last_used
+    for panel in runnable:
+        if panel.pk == last:
+            return panel
+    if runnable:
+        return services.panel_default_for(panels=runnable)
     return services.panel_default_for(panels=panels, conversation=conversation)
 
 
@@ -264,7 +289,59 @@ def shared_conversation(request: HttpRequest, token: str) -> HttpResponse:
         raise Http404("No such shared conversation") from None
     services.turns_reap_stale(conversation_id=conversation.pk)
     turns = selectors.turn_states_for(conversation=conversation)
-    response = render(request, "chat/shared.html", {"conversation": conversation, "turns": turns})
+    context = {"conversation": conversation, "turns": turns, "share_token": token}
+    response = render(request, "chat/shared.html", context)
     # The token is in the URL: keep it out of Referer headers of links followed from the page.
     response["Referrer-Policy"] = "no-referrer"
     return response
+
+
+EXPORT_TYPES = {"md": "text/markdown; charset=utf-8", "json": "application/json"}
+
+
+def _export_response(conversation: Conversation, fmt: str) -> HttpResponse:
+    if fmt not in EXPORT_TYPES:
+        raise Http404("No such format")
+    services.turns_reap_stale(conversation_id=conversation.pk)
+    export = conversation_export(conversation=conversation)
+    body = export_markdown(export) if fmt == "md" else export_json(export)
+    response = HttpResponse(body, content_type=EXPORT_TYPES[fmt])
+    # An ASCII slug only (export_filename), so the quoted form needs no escaping.
+    response["Content-Disposition"] = f'attachment; filename="{export_filename(export, fmt)}"'
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_GET
+def conversation_export_file(request: HttpRequest, conversation_id: int, fmt: str) -> HttpResponse:
+    """The whole conversation as a Markdown or JSON download (the owner's)."""
+    return _export_response(_conversation_or_404(request, conversation_id), fmt)
+
+
+@require_GET
+def shared_export_file(request: HttpRequest, token: str, fmt: str) -> HttpResponse:
+    """The same download behind a share link, under the shared page's rule (a revoked link: 404)."""
+    try:
+        conversation = selectors.shared_conversation_get(token=token)
+    except Conversation.DoesNotExist:
+        raise Http404("No such shared conversation") from None
+    response = _export_response(conversation, fmt)
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@login_required
+@require_GET
+def conversation_search(request: HttpRequest) -> HttpResponse:
+    """The sidebar's search: matching conversations (htmx swaps them in above the list), or, without htmx,
+    the chatroom with them in its sidebar."""
+    query = search_query_clean(request.GET.get("q"))
+    context = {
+        "search_query": query,
+        "search_hits": conversation_search_for(user=request.user, query=query),
+        "search_limit": SEARCH_LIMIT,
+    }
+    if getattr(request, "htmx", None):
+        return render(request, "chat/_search_results.html", context)
+    return render(request, "chat/room.html", _room_context(request, None, **context))

@@ -10,12 +10,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from apps.fusion.analysis import analysis_run
-from apps.fusion.calls import CallProgress, call_stream, usage_priced
+from apps.fusion.calls import CallProgress, CitedReport, call_stream, usage_priced
 from apps.fusion.prompts import PanelAnswerText, judge_messages, panel_messages, writer_messages
 from apps.fusion.schemas import (
     AnalysisDone,
     AnalysisFailed,
     AnalysisStarted,
+    FailureReason,
     FinalDelta,
     FinalDone,
     FinalStarted,
@@ -37,7 +38,14 @@ from apps.fusion.schemas import (
     Totals,
 )
 from apps.fusion.tools import Toolbox, ToolOutcome
-from apps.providers.base import ChatMessage, CompletionRequest, ModelGateway, ProviderError, Usage
+from apps.providers.base import (
+    ChatMessage,
+    CompletionRequest,
+    ModelGateway,
+    ProviderError,
+    ProviderFailureReason,
+    Usage,
+)
 
 
 @dataclass
@@ -48,6 +56,16 @@ class _Seat:
     # The priced usage of the seat's finished calls (a seat that uses tools makes several).
     spent: Usage = field(default_factory=lambda: Usage(cost=0.0))
     sources: list[Source] = field(default_factory=list)
+    # Why the seat failed, when the provider's error is one of the brief's reasons (no credits, ...).
+    failure: ProviderFailureReason | None = None
+
+
+def panel_failure_reason(seats: Sequence[_Seat]) -> FailureReason:
+    """``all_panels_failed``, unless every seat failed for one and the same provider reason (no credits,
+    rate limited, no such model): then that reason, which says what to do about it."""
+    reasons = {seat.failure for seat in seats}
+    only = reasons.pop() if len(reasons) == 1 else None
+    return only or "all_panels_failed"
 
 
 def totals_build(*, steps: Sequence[StepStats], started: float) -> Totals:
@@ -61,6 +79,7 @@ def totals_build(*, steps: Sequence[StepStats], started: float) -> Totals:
         usage=usage,
         duration_ms=(time.perf_counter() - started) * 1000,
         known_cost=known,
+        estimated=any(step.estimated for step in steps),
     )
 
 
@@ -81,13 +100,20 @@ async def run_fusion(
     ``analysis.done`` or ``analysis.failed`` (the degraded path: the writer works from the raw answers);
     ``final.started``, ``final.delta``*, ``final.done``; ``run.done`` with the totals.
     ``run.failed`` ends a run that cannot go on: ``invalid_model`` (unknown judge or writer; yielded
-    alone, before anything runs), ``all_panels_failed`` (no judge or writer call is made),
-    ``writer_failed`` (with the partial final text) or ``unexpected_error``.
+    alone, before anything runs), ``all_panels_failed`` (no judge or writer call is made; the provider's
+    reason instead when every seat failed for the same one: ``insufficient_credits``, ``rate_limited``,
+    ``invalid_model``), ``writer_failed`` (with the partial final text; likewise the provider's reason when
+    it has one) or ``unexpected_error``.
 
     With a ``toolbox`` and ``options.web_tools``, seats whose model can call tools are offered its tools:
     between ``seat.delta`` events a seat may yield ``seat.tool_call`` / ``seat.tool_result`` pairs (at most
     ``options.max_tool_calls`` calls; then the model is asked again without tools, so it answers).
     ``seat.done`` carries the seat's sources; the judge and the writer see them with the answer.
+
+    ``request.kept`` holds answers already known from an earlier run of the same turn (a retry of its failed
+    seats): those seats are not called and yield no seat events; their answers reach the judge and the
+    writer with the fresh ones, in seat order, and count towards the quorum (a retry still waits for at
+    least one fresh answer). ``run.done``'s totals cover the calls this run made.
 
     Seats run concurrently, one task each; a seat's failure (including an unknown model, status 404) is
     reported and the others carry on. With ``options.quorum`` the judge starts once that many seats are
@@ -129,6 +155,14 @@ async def run_fusion(
             for seat in seats
             if isinstance(seat.outcome, SeatDone)
         ]
+        # Kept answers (a retry of a turn's failed seats) join the fresh ones, in seat order.
+        answers += [
+            PanelAnswerText(
+                seat=kept.seat, model=kept.model, content=kept.content, sources=tuple(kept.sources)
+            )
+            for kept in request.kept
+        ]
+        answers.sort(key=lambda answer: answer.seat)
         missing = [seat.spec.model for seat in seats if not isinstance(seat.outcome, SeatDone)]
         if not answers:
             failures = "; ".join(
@@ -137,7 +171,7 @@ async def run_fusion(
                 if isinstance(seat.outcome, SeatFailed)
             )
             yield RunFailed(
-                reason="all_panels_failed",
+                reason=panel_failure_reason(seats),
                 message=f"All panel models failed ({failures})",
                 totals=totals_build(steps=steps, started=started),
             )
@@ -197,10 +231,12 @@ async def _panel_run(
     """Run every seat concurrently and yield their events; fill ``seats`` with each seat's outcome."""
     options = request.options
     queue: asyncio.Queue[FusionEvent] = asyncio.Queue()
-    seats.extend(_Seat(spec=spec) for spec in request.seats)
+    seats.extend(_Seat(spec=spec) for spec in request.seats_to_run)
     started = time.perf_counter()
     deadline = None if options.deadline_s is None else started + options.deadline_s
-    quorum = options.quorum or len(seats)
+    # Kept answers count towards the quorum (the number of answers the judge waits for), but a run with
+    # seats to retry waits for at least one of them: it was started for them.
+    quorum = max(1, (options.quorum or len(request.seats)) - len(request.kept))
     tasks = [
         asyncio.create_task(
             _seat_run(seat=seat, request=request, gateway=gateway, toolbox=toolbox, queue=queue)
@@ -272,9 +308,16 @@ async def _seat_run(
         )
         offered = toolbox is not None and request.options.web_tools and gateway.supports_tools(spec.model)
         calls_left = request.options.max_tool_calls if offered else 0
+        rounds = 0
         while True:
             # Once the budget is spent the model gets no tools, so its next reply is the answer.
-            tools = toolbox.definitions() if toolbox is not None and calls_left > 0 else None
+            tools = None
+            if toolbox is not None and calls_left > 0:
+                tools = toolbox.definitions(spec.model, max_calls=calls_left) or None
+            # Pages a server-side tool (OpenRouter's web search) found come back as citations during the
+            # call: shown as one tool line per call, its sources the seat's like our own tools' results.
+            cited = CitedReport(seat=spec.seat, round=rounds, tools=tools, before=len(progress.cited))
+            rounds += 1
             completion = CompletionRequest(
                 model=spec.model,
                 messages=messages,
@@ -290,13 +333,21 @@ async def _seat_run(
                 async for piece in pieces:
                     if piece.kind == "text":
                         queue.put_nowait(SeatDelta(seat=spec.seat, text=piece.text, offset=piece.offset))
-                    else:
+                    elif piece.kind == "reasoning":
                         queue.put_nowait(
                             SeatReasoningDelta(seat=spec.seat, text=piece.text, offset=piece.offset)
                         )
+                    else:
+                        seat.sources.extend(piece.sources)
+                        for event in cited.events(progress, piece.sources):
+                            queue.put_nowait(event)
+            for event in cited.events(progress, (), ended=True):
+                queue.put_nowait(event)
             seat.spent = seat.spent + usage_priced(gateway=gateway, model=spec.model, progress=progress)
             progress.usage = None  # counted: a cancel during the tool calls must not count it again
-            if tools is None or toolbox is None or not progress.tool_calls:
+            # Only function tools are ours to run: a server-side tool (``openrouter:*``) ran during the call.
+            ours = any(tool.get("type") == "function" for tool in tools or [])
+            if tools is None or toolbox is None or not progress.tool_calls or not ours:
                 break
             used = request.options.max_tool_calls - calls_left
             calls = _tool_calls_take(progress, seat=spec.seat, limit=calls_left, first=used)
@@ -318,6 +369,7 @@ async def _seat_run(
                 progress.parts.append("\n\n")
                 progress.length += 2
     except Exception as error:  # any failure of one seat is that seat's alone
+        seat.failure = error.reason if isinstance(error, ProviderError) else None
         status_code = error.status_code if isinstance(error, ProviderError) else None
         message = error.message if isinstance(error, ProviderError) else f"{type(error).__name__}: {error}"
         seat.outcome = SeatFailed(
@@ -417,7 +469,8 @@ def _seat_step(seat: _Seat) -> StepStats:
 async def _writer_run(
     *, request: FusionRequest, gateway: ModelGateway, messages: list[ChatMessage], steps: list[StepStats]
 ) -> AsyncGenerator[FinalDelta | FinalDone | RunFailed, None]:
-    """Stream the writer: ``final.delta``* then ``final.done``, or ``run.failed(writer_failed)``.
+    """Stream the writer: ``final.delta``* then ``final.done``, or ``run.failed(writer_failed)`` (or the
+    provider's reason: ``insufficient_credits``, ``rate_limited``, ``invalid_model``).
 
     Appends the writer's step to ``steps`` either way.
     """
@@ -426,6 +479,7 @@ async def _writer_run(
         model=request.writer, messages=messages, max_tokens=request.options.max_completion_tokens
     )
     problem = ""
+    reason: FailureReason = "writer_failed"
     try:
         client = gateway.client_for(request.writer)
         async with contextlib.aclosing(
@@ -437,6 +491,7 @@ async def _writer_run(
     except ProviderError as error:
         code = f" ({error.status_code})" if error.status_code else ""
         problem = f"The writer {request.writer} failed{code}: {error.message}"
+        reason = error.reason or reason
     if not problem and not progress.text.strip():
         problem = f"The writer {request.writer} returned an empty answer"
     usage = usage_priced(gateway=gateway, model=request.writer, progress=progress)
@@ -450,6 +505,6 @@ async def _writer_run(
         )
     )
     if problem:
-        yield RunFailed(reason="writer_failed", message=problem, partial_final=progress.text)
+        yield RunFailed(reason=reason, message=problem, partial_final=progress.text)
     else:
         yield FinalDone(content=progress.text, usage=usage, timings=progress.timings())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from apps.providers.base import Usage
 
@@ -53,6 +53,25 @@ class FusionOptions(BaseModel):
     web_tools: bool = True
 
 
+class Source(BaseModel):
+    """A web page a panel model searched for or read."""
+
+    url: str
+    title: str = ""
+
+
+class KeptAnswer(BaseModel):
+    """A seat's answer already known from an earlier run of the same turn: the panel phase does not call
+    that seat again, the judge and the writer read the answer as if it had just been given."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seat: int = Field(ge=1, le=MAX_SEATS)
+    model: str = Field(min_length=1, max_length=200)
+    content: str
+    sources: list[Source] = Field(default_factory=list)
+
+
 class FusionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -62,6 +81,24 @@ class FusionRequest(BaseModel):
     judge: str = Field(min_length=1)
     writer: str = Field(min_length=1)
     options: FusionOptions = Field(default_factory=FusionOptions)
+    # Answers kept from an earlier run of this turn (a retry of its failed seats): each names a seat of
+    # ``seats`` with the same model; those seats are not run and yield no seat events.
+    kept: list[KeptAnswer] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _kept_seats_exist(self) -> FusionRequest:
+        models = {spec.seat: spec.model for spec in self.seats}
+        seen: set[int] = set()
+        for answer in self.kept:
+            if models.get(answer.seat) != answer.model or answer.seat in seen:
+                raise ValueError(f"kept answer for seat {answer.seat} does not match a seat of the panel")
+            seen.add(answer.seat)
+        return self
+
+    @property
+    def seats_to_run(self) -> list[SeatSpec]:
+        kept = {answer.seat for answer in self.kept}
+        return [spec for spec in self.seats if spec.seat not in kept]
 
 
 # --- The judge's analysis (the brief's object; all five arrays required, possibly empty) ----------------
@@ -114,6 +151,8 @@ class StepStats(BaseModel):
     status: Literal["done", "failed", "missing", "cancelled"]
     usage: Usage = Field(default_factory=Usage)
     timings: Timings = Field(default_factory=Timings)
+    # The usage was estimated from the streamed text (a call cut off before the provider reported any).
+    estimated: bool = False
 
 
 class Totals(BaseModel):
@@ -123,6 +162,8 @@ class Totals(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     known_cost: float = 0.0
     duration_ms: float = 0.0
+    # Some step's usage is an estimate (``StepStats.estimated``).
+    estimated: bool = False
 
 
 # --- Events --------------------------------------------------------------------------------------------
@@ -155,13 +196,6 @@ class SeatReasoningDelta(BaseModel):
     seat: int
     text: str
     offset: int  # characters of this seat's reasoning before this delta
-
-
-class Source(BaseModel):
-    """A web page a panel model searched for or read."""
-
-    url: str
-    title: str = ""
 
 
 class SeatToolCall(BaseModel):
@@ -257,8 +291,16 @@ class RunDone(BaseModel):
     totals: Totals
 
 
+# ``insufficient_credits`` / ``rate_limited`` / ``invalid_model``: every panel model (or the writer) failed
+# for that one reason, as the provider said it (OpenRouter's 402, 429, unknown model).
 FailureReason = Literal[
-    "all_panels_failed", "writer_failed", "invalid_model", "cancelled", "unexpected_error"
+    "all_panels_failed",
+    "writer_failed",
+    "invalid_model",
+    "insufficient_credits",
+    "rate_limited",
+    "cancelled",
+    "unexpected_error",
 ]
 
 

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
-from typing import Any, NamedTuple
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple
+
+from django.conf import settings
+from django.utils.module_loading import import_string
 
 from apps.fusion.schemas import FusionOptions
 from apps.panels.models import Panel
@@ -15,19 +20,59 @@ from apps.providers.registry import gateway_from_settings
 # - tokens are approximated as characters / 4, rounded up;
 # - every seat reads the prompt, the conversation so far and its own system prompt;
 # - the judge reads that plus every answer and its own instructions; the writer reads that plus the analysis;
-# - "low" assumes short outputs (an answer of SHORT_ANSWER_TOKENS, an analysis of SHORT_ANALYSIS_TOKENS);
-#   "high" assumes every call writes max_completion_tokens (the bound the engine enforces);
+# - "typical": each call writes what that model wrote in that role in the user's recent runs (the median,
+#   from ``UsageHistory``), else a typical length for its role (TYPICAL_*_TOKENS);
+# - "low": each call writes as little as it ever did recently (else LOW_*_TOKENS, a few words) and its input
+#   counts half, since tokenizers differ (some count a word where we count four characters);
+# - "high", the worst case: every call writes max_completion_tokens (the bound the engine enforces);
 # - web tool fees and fetched pages are not counted; provider-side caching is ignored.
 CHARS_PER_TOKEN = 4
-SHORT_ANSWER_TOKENS = 400
-SHORT_ANALYSIS_TOKENS = 400
+TYPICAL_ANSWER_TOKENS = 400
+TYPICAL_ANALYSIS_TOKENS = 400
+LOW_ANSWER_TOKENS = 20
+LOW_ANALYSIS_TOKENS = 50
+LOW_INPUT_SHARE = 0.5
 JUDGE_INSTRUCTION_TOKENS = 600
 WRITER_INSTRUCTION_TOKENS = 300
 
+Role = Literal["seat", "judge", "writer"]
 
-class CostRange(NamedTuple):
+
+@dataclass(frozen=True)
+class UsageHistory:
+    """What a user's recent runs wrote: completion tokens per call, by (role, model), newest first.
+
+    The chat app, which records runs, reads it (the ``COST_ESTIMATE_USAGE_HISTORY`` setting names the reader:
+    panels sit below chat and cannot import it)."""
+
+    completions: Mapping[tuple[str, str], Sequence[int]] = field(default_factory=dict)
+
+    def typical(self, role: Role, model: str) -> int | None:
+        tokens = self.completions.get((role, model))
+        return round(statistics.median(tokens)) if tokens else None
+
+    def least(self, role: Role, model: str) -> int | None:
+        tokens = self.completions.get((role, model))
+        return min(tokens) if tokens else None
+
+
+def usage_history_for(*, user: Any) -> UsageHistory:
+    """The user's ``UsageHistory`` through the reader the settings name (none: an empty history)."""
+    reader = getattr(settings, "COST_ESTIMATE_USAGE_HISTORY", "")
+    if not reader or user is None or not getattr(user, "is_authenticated", False):
+        return UsageHistory()
+    history: UsageHistory = import_string(reader)(user=user)
+    return history
+
+
+class CostEstimate(NamedTuple):
+    """USD for one run: ``typical`` first, the range ``low`` to ``high`` (the worst case) around it;
+    ``from_history`` when some call's figure came from the user's own runs."""
+
     low: float
+    typical: float
     high: float
+    from_history: bool = False
 
 
 class CostComparison(NamedTuple):
@@ -51,7 +96,7 @@ def _prices(model: str) -> tuple[float, float] | None:
     return info.prompt_price, info.completion_price
 
 
-def _call_cost(prices: tuple[float, float], prompt_tokens: int, completion_tokens: int) -> float:
+def _call_cost(prices: tuple[float, float], prompt_tokens: float, completion_tokens: int) -> float:
     return prices[0] * prompt_tokens + prices[1] * completion_tokens
 
 
@@ -75,10 +120,15 @@ def unpriced_models(*, snapshot_or_panel: Panel | Mapping[str, Any]) -> list[str
 
 
 def panel_estimate_cost(
-    *, snapshot_or_panel: Panel | Mapping[str, Any], prompt_chars: int, history_chars: int
-) -> CostRange | None:
-    """The (low, high) USD cost of one run of this panel on a prompt of ``prompt_chars`` characters after a
-    conversation of ``history_chars``; None when any model's price is unknown. See the notes above."""
+    *,
+    snapshot_or_panel: Panel | Mapping[str, Any],
+    prompt_chars: int,
+    history_chars: int,
+    usage: UsageHistory | None = None,
+) -> CostEstimate | None:
+    """The low, typical and worst-case USD cost of one run of this panel on a prompt of ``prompt_chars``
+    characters after a conversation of ``history_chars``, the typical one from ``usage`` where it knows the
+    model in its role; None when any model's price is unknown. See the notes above."""
     seats, judge, writer, max_tokens = _plan(snapshot_or_panel)
     if not seats:
         return None
@@ -86,21 +136,41 @@ def panel_estimate_cost(
     known = {model: price for model, price in prices.items() if price is not None}
     if len(known) != len(prices):
         return None
+    usage = usage or UsageHistory()
+    defaults: dict[str, tuple[int, int]] = {
+        "seat": (LOW_ANSWER_TOKENS, TYPICAL_ANSWER_TOKENS),
+        "judge": (LOW_ANALYSIS_TOKENS, TYPICAL_ANALYSIS_TOKENS),
+        "writer": (LOW_ANSWER_TOKENS, TYPICAL_ANSWER_TOKENS),
+    }
+    from_history = False
+
+    def output(role: Role, model: str, scenario: str) -> int:
+        nonlocal from_history
+        if scenario == "high":
+            return max_tokens
+        seen = usage.least(role, model) if scenario == "low" else usage.typical(role, model)
+        from_history = from_history or seen is not None
+        fallback = defaults[role][0 if scenario == "low" else 1]
+        return min(seen if seen is not None else fallback, max_tokens)
+
     context = tokens_for_chars(prompt_chars + history_chars)
-    bounds: list[float] = []
-    for answer, analysis in (
-        (min(SHORT_ANSWER_TOKENS, max_tokens), min(SHORT_ANALYSIS_TOKENS, max_tokens)),
-        (max_tokens, max_tokens),
-    ):
+    figures: dict[str, float] = {}
+    for scenario in ("low", "typical", "high"):
+        share = LOW_INPUT_SHARE if scenario == "low" else 1.0
+        answers = [output("seat", model, scenario) for model, _ in seats]
         total = sum(
-            _call_cost(known[model], context + tokens_for_chars(len(system_prompt)), answer)
-            for model, system_prompt in seats
+            _call_cost(known[model], share * (context + tokens_for_chars(len(system_prompt))), answer)
+            for (model, system_prompt), answer in zip(seats, answers, strict=True)
         )
-        answers = answer * len(seats)
-        total += _call_cost(known[judge], context + answers + JUDGE_INSTRUCTION_TOKENS, analysis)
-        total += _call_cost(known[writer], context + answers + analysis + WRITER_INSTRUCTION_TOKENS, answer)
-        bounds.append(total)
-    return CostRange(low=bounds[0], high=bounds[1])
+        analysis = output("judge", judge, scenario)
+        judge_input = context + sum(answers) + JUDGE_INSTRUCTION_TOKENS
+        total += _call_cost(known[judge], share * judge_input, analysis)
+        writer_input = context + sum(answers) + analysis + WRITER_INSTRUCTION_TOKENS
+        total += _call_cost(known[writer], share * writer_input, output("writer", writer, scenario))
+        figures[scenario] = total
+    return CostEstimate(
+        low=figures["low"], typical=figures["typical"], high=figures["high"], from_history=from_history
+    )
 
 
 def _writer_completion_tokens(turn: Any) -> int:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from apps.fusion.schemas import DEFAULT_DEADLINE_S, FusionOptions
-from apps.panels.costs import panel_estimate_cost, unpriced_models
+from apps.panels.costs import panel_estimate_cost, unpriced_models, usage_history_for
 from apps.panels.forms import BuilderInput
 from apps.panels.models import Panel
 from apps.panels.runnability import (
@@ -23,6 +23,7 @@ from apps.panels.runnability import (
 )
 from apps.providers.catalog import ModelInfo
 from apps.providers.registry import gateway_from_settings
+from apps.webtools.toolbox import seat_web_label
 
 PER_MILLION = 1_000_000
 
@@ -113,6 +114,8 @@ class SeatRow:
     temperature_error: str
     system_prompt_error: str
     focus: str  # which of this row's buttons gets focus after a swap: "up", "down", "remove" or ""
+    # Which web tools the seat will be offered, in words ("Web: OpenRouter search", "No web tools (demo)").
+    web: str = ""
 
 
 def seat_rows(data: BuilderInput, errors: Mapping[str, str], *, focus: str = "") -> list[SeatRow]:
@@ -133,6 +136,7 @@ def seat_rows(data: BuilderInput, errors: Mapping[str, str], *, focus: str = "")
                 temperature_error=errors.get(f"{prefix}temperature", ""),
                 system_prompt_error=errors.get(f"{prefix}system_prompt", ""),
                 focus=focus.removeprefix(prefix) if focus.startswith(prefix) else "",
+                web=seat_web_label(seat.model, web_tools=data.web_tools),
             )
         )
     return rows
@@ -276,19 +280,27 @@ def snapshot_models(snapshot: Mapping[str, Any]) -> list[str]:
     return [*seats, str(snapshot.get("judge", "")), str(snapshot.get("writer", ""))]
 
 
-def estimate_context(*, panel: Panel | None, prompt_chars: int, history_chars: int) -> dict[str, Any]:
-    """What ``panels/_estimate.html`` renders for ``panel`` (None: no panel chosen, or not one of yours)."""
+def estimate_context(
+    *, panel: Panel | None, prompt_chars: int, history_chars: int, user: Any = None
+) -> dict[str, Any]:
+    """What ``panels/_estimate.html`` renders for ``panel`` (None: no panel chosen, or not one of yours);
+    the typical figure from ``user``'s recent runs where they used these models."""
     if panel is None:
         return {"panel": None}
     snapshot = panel.snapshot()
+    all_demo = all(map(gateway_from_settings().is_demo, snapshot_models(snapshot)))
     estimate = panel_estimate_cost(
-        snapshot_or_panel=snapshot, prompt_chars=prompt_chars, history_chars=history_chars
+        snapshot_or_panel=snapshot,
+        prompt_chars=prompt_chars,
+        history_chars=history_chars,
+        # Demo runs cost nothing whatever they wrote: no need to read the history.
+        usage=None if all_demo else usage_history_for(user=user),
     )
     return {
         "panel": panel,
         "estimate": estimate,
         "unpriced": [] if estimate is not None else unpriced_models(snapshot_or_panel=snapshot),
-        "all_demo": all(map(gateway_from_settings().is_demo, snapshot_models(snapshot))),
+        "all_demo": all_demo,
         "runnability": panel_runnability(panel=snapshot),
         "seat_count": len(snapshot["seats"]),
     }

@@ -6,8 +6,8 @@ Contract used by the chatroom and the API (keep these signatures):
 - ``panel_duplicate(*, user, panel) -> Panel`` and ``panel_delete(*, user, panel_id) -> None``
 
 Beside it, ``runnability.py`` (``panel_runnability(*, panel) -> Runnability(runnable, reasons, warnings)``)
-and ``costs.py`` (``panel_estimate_cost(*, snapshot_or_panel, prompt_chars, history_chars) -> CostRange |
-None``, ``turn_cost_comparison(*, turn) -> CostComparison(actual, writer_alone)``).
+and ``costs.py`` (``panel_estimate_cost(*, snapshot_or_panel, prompt_chars, history_chars, usage=None) ->
+CostEstimate | None``, ``turn_cost_comparison(*, turn) -> CostComparison(actual, writer_alone)``).
 """
 
 from __future__ import annotations

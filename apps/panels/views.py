@@ -194,7 +194,7 @@ def _text_length(request: HttpRequest, *names: str) -> int:
 @login_required
 @require_http_methods(["GET", "POST"])
 def cost_estimate(request: HttpRequest) -> HttpResponse:
-    """The composer's cost fragment: the panel's (low, high) estimate for the prompt typed so far.
+    """The composer's cost fragment: the panel's typical and worst-case cost for the prompt typed so far.
 
     Reads ``panel`` (or ``panel_id``), the prompt (``prompt``, ``content`` or ``message``) and
     ``history_chars`` from the composer form; unknown prices are said plainly.
@@ -206,5 +206,7 @@ def cost_estimate(request: HttpRequest) -> HttpResponse:
         panel = None
     prompt_chars = min(_text_length(request, "prompt", "content", "message"), MAX_PROMPT_CHARS)
     history_chars = _int_field(request, "history_chars", upper=MAX_HISTORY_CHARS)
-    context = presenters.estimate_context(panel=panel, prompt_chars=prompt_chars, history_chars=history_chars)
+    context = presenters.estimate_context(
+        panel=panel, prompt_chars=prompt_chars, history_chars=history_chars, user=request.user
+    )
     return render(request, "panels/_estimate.html", context)

@@ -22,6 +22,10 @@
     });
   }
 
+  // The chatroom's copy buttons (static/js/turn_actions.js) copy through the same path.
+  window.FusionRoom = window.FusionRoom || {};
+  window.FusionRoom.copyText = copyText;
+
   function announce(message) {
     var region = document.getElementById("live-status");
     if (region) { region.textContent = message; }

@@ -3,13 +3,15 @@
 // Frames from the server (JSON):
 //   {type: "hello", running: [turn ids]}            after connecting: turns to ask a snapshot of
 //   {type: "deltas", deltas: [{turn, seat | final, offset, text}, ...]}
-//                                                    text appended as textContent, each delta applied by
-//                                                    offset, in order (with reasoning: true, to the seat's
-//                                                    folded reasoning); one per column that moved
+//                                                    text appended to the live text's Markdown source, each
+//                                                    delta applied by offset, in order (with reasoning: true,
+//                                                    to the seat's folded reasoning); one per column that
+//                                                    moved. static/js/render.js renders the source as it grows.
 //   {type: "html", turn, status, html}              server-rendered fragments swapped in by id
 //   {type: "snapshot", turn, status, html}          the whole turn as it is now (replaces or appends it)
 //   {type: "error", message}                        shown in the page
-// Frames to the server: {type: "send", prompt, panel}, {type: "cancel", turn}, {type: "resync", turn}.
+// Frames to the server: {type: "send", prompt, panel}, {type: "cancel", turn}, {type: "resync", turn}, and
+// those of turn_actions.js (a "room:send" event): regenerate, edit, retry and version.
 //
 // Offsets count Unicode code points (as Python's len does), so text is measured with Array.from.
 //
@@ -25,6 +27,7 @@
   const turns = document.getElementById("turns");
   const errorBox = document.getElementById("room-error");
   const sendButton = document.getElementById("send-button");
+  const stopButton = document.getElementById("stop-button");
   const promptBox = document.getElementById("prompt");
   const connectionBox = document.getElementById("connection-status");
   const limits = composer ? composer.dataset : {};
@@ -120,17 +123,104 @@
     return turns && turns.querySelector('.turn[data-turn-status="running"]') !== null;
   }
 
+  function runningTurnIds() {
+    if (!turns) return [];
+    return Array.from(turns.querySelectorAll('.turn[data-turn-status="running"]'), (turn) =>
+      parseInt(turn.dataset.turn, 10),
+    );
+  }
+
+  // Stop takes Send's place while a run goes (same spot, so the eye and the pointer find it); before the
+  // server confirms a send, Send says it is going out.
   function updateComposer() {
     if (!sendButton) return;
-    const busy = sending || anyRunning();
+    const running = runningTurnIds();
+    const busy = sending || running.length > 0;
+    const stopHadFocus = stopButton !== null && document.activeElement === stopButton;
+    sendButton.hidden = running.length > 0;
     sendButton.disabled = busy;
-    sendButton.textContent = busy ? "Running…" : "Send";
+    sendButton.textContent = sending && running.length === 0 ? "Sending…" : "Send";
     sendButton.setAttribute("aria-busy", busy ? "true" : "false");
+    if (!stopButton) return;
+    for (const id of stopping) if (!running.includes(id)) stopping.delete(id);
+    const pending = running.length > 0 && running.every((id) => stopping.has(id));
+    stopButton.hidden = running.length === 0;
+    // Not disabled: a disabled button drops focus, and focus should come back to the prompt afterwards.
+    stopButton.setAttribute("aria-disabled", pending ? "true" : "false");
+    stopButton.textContent = pending ? "Stopping…" : "Stop";
+    // A hidden button drops focus to the page: the prompt is where the next thing happens.
+    if (stopHadFocus && running.length === 0 && promptBox) promptBox.focus();
+  }
+
+  // Turns a cancel was sent for: Stop says "Stopping…" until they end.
+  const stopping = new Set();
+
+  function stopRun() {
+    const ids = runningTurnIds().filter((id) => !stopping.has(id));
+    for (const id of ids) {
+      if (!send({ type: "cancel", turn: id })) {
+        showError("Not connected: try again in a moment.");
+        break;
+      }
+      stopping.add(id);
+    }
+    updateComposer();
   }
 
   function setStatus(turnId, status) {
     const turn = document.getElementById("turn-" + turnId);
     if (turn && status) turn.dataset.turnStatus = status;
+  }
+
+  // Live texts arrive as raw Markdown from the server (a snapshot, a column that starts): render them here.
+  function renderLive(element) {
+    if (window.FusionMarkdown) window.FusionMarkdown.renderLive(element);
+  }
+
+  // Text goes to the live text's Markdown source (render.js); as plain text when render.js did not load.
+  function appendText(target, text) {
+    if (window.FusionMarkdown && window.FusionMarkdown.append(target, text)) return;
+    target.appendChild(document.createTextNode(text));
+  }
+
+  // A finished column or turn replaces the live one: keep what the reader did there (an opened reasoning
+  // fold, a scrolled column), so the swap to the server's HTML moves nothing.
+  const VIEW_KEPT = "details.reasoning, .column-body, .reasoning-text";
+
+  function viewKey(element) {
+    const owner = element.closest("[data-seat], [data-section]");
+    const kind = element.matches(".column-body") ? "body" : element.localName === "details" ? "fold" : "text";
+    return `${owner ? owner.id : ""} ${kind}`;
+  }
+
+  function viewState(root) {
+    const state = new Map();
+    for (const element of root.querySelectorAll(VIEW_KEPT)) {
+      state.set(viewKey(element), element.localName === "details" ? element.open : element.scrollTop);
+    }
+    return state;
+  }
+
+  function viewRestore(root, state) {
+    if (state.size === 0) return;
+    for (const element of root.querySelectorAll(VIEW_KEPT)) {
+      const key = viewKey(element);
+      if (!state.has(key)) continue;
+      if (element.localName === "details") element.open = element.open || state.get(key);
+      else if (state.get(key) > 0) element.scrollTop = state.get(key);
+    }
+  }
+
+  function swapKeepingView(element) {
+    const current = element.id ? document.getElementById(element.id) : null;
+    const state = current ? viewState(current) : new Map();
+    if (!swap(element)) return false;
+    const placed = document.getElementById(element.id);
+    if (placed) {
+      renderLive(placed);
+      viewRestore(placed, state);
+    }
+    return true;
   }
 
   function applySnapshot(frame) {
@@ -139,9 +229,15 @@
     if (!element) return;
     const empty = document.getElementById("empty-state");
     if (empty) empty.remove();
-    if (!swap(element)) {
+    if (!swapKeepingView(element)) {
       pendingPrompt = "";
-      turns.appendChild(element);
+      // Another version of the same place in the conversation (regenerated, edited, switched to) takes
+      // that place; a new place goes at the end.
+      const position = element.dataset.position;
+      const other = position ? turns.querySelector(`.turn[data-position="${position}"]`) : null;
+      if (other) other.replaceWith(element);
+      else turns.appendChild(element);
+      renderLive(element);
       if (frame.status === "running") element.scrollIntoView({ block: "start", behavior: "smooth" });
     }
     sending = false;
@@ -154,7 +250,7 @@
       resync(frame.turn);
       return;
     }
-    for (const element of parseFragments(frame.html)) swap(element);
+    for (const element of parseFragments(frame.html)) swapKeepingView(element);
     setStatus(frame.turn, frame.status);
     updateComposer();
   }
@@ -181,7 +277,7 @@
     const chars = Array.from(delta.text);
     const fresh = chars.slice(have - delta.offset);
     if (fresh.length === 0) return;
-    target.appendChild(document.createTextNode(fresh.join("")));
+    appendText(target, fresh.join(""));
     target.dataset.offset = String(have + fresh.length);
     if (delta.reasoning) target.closest("details").hidden = false;
   }
@@ -342,16 +438,23 @@
     });
   }
 
+  if (stopButton) stopButton.addEventListener("click", stopRun);
+
+  // The turn's own Cancel (at its foot) stays as a second way to stop that one turn.
   document.addEventListener("click", (event) => {
     const cancel = event.target.closest("[data-cancel-turn]");
     if (!cancel) return;
+    const turnId = parseInt(cancel.dataset.cancelTurn, 10);
     cancel.disabled = true;
     cancel.textContent = "Cancelling…";
-    if (!send({ type: "cancel", turn: parseInt(cancel.dataset.cancelTurn, 10) })) {
+    if (!send({ type: "cancel", turn: turnId })) {
       cancel.disabled = false;
       cancel.textContent = "Cancel";
       showError("Not connected: try again in a moment.");
+      return;
     }
+    stopping.add(turnId);
+    updateComposer();
   });
 
   // Escape in a conversation's title field gives up the rename.
@@ -363,6 +466,13 @@
       event.preventDefault();
       cancel.click();
     }
+  });
+
+  // Actions on a finished turn (static/js/turn_actions.js) go out on this socket: the event's detail holds
+  // the frame, and says whether it was sent.
+  document.addEventListener("room:send", (event) => {
+    clearError();
+    event.detail.sent = send(event.detail.frame);
   });
 
   if (room) connect();

@@ -38,12 +38,16 @@ def test_a_user_runs_the_demo_panel_reloads_follows_up_and_shares_read_only(
     expect(first).to_have_attribute("data-turn-status", "done", timeout=RUN_TIMEOUT_MS)
     columns = first.locator("[data-seat]")
     expect(columns).to_have_count(3)
+    # Once the fused answer is written the panel folds to its strip, which opens the columns again.
+    first.locator("details.panel-answers > summary").click()
     for model in ("demo/atlas", "demo/birch", "demo/cedar"):
         column = first.locator(f'[data-model="{model}"]')
         expect(column).to_have_attribute("data-status", "done")
         expect(column.locator(".badge.demo")).to_be_visible()
         expect(column.locator(".column-body")).not_to_be_empty()
     analysis = first.locator("[data-section=analysis]")
+    # The analysis sits in a fold of its own, under the panel's strip.
+    first.locator("details.analysis-fold > summary").click()
     for section in ("Consensus", "Contradictions", "Partial coverage", "Unique insights", "Blind spots"):
         expect(analysis.get_by_role("heading", name=section)).to_be_visible()
     final = first.locator("[data-section=final] .markdown")

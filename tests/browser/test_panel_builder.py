@@ -107,6 +107,8 @@ def test_build_a_panel_by_keyboard_save_it_and_run_it_in_the_chatroom(
         expect(columns.nth(index)).to_have_attribute("data-status", "done")
         expect(columns.nth(index).locator(".column-body")).not_to_be_empty()
     analysis = turn.locator("[data-section=analysis]")
+    # The finished turn leads with its fused answer; the analysis sits in a fold of its own.
+    turn.locator("details.analysis-fold > summary").click()
     for section in ("Consensus", "Contradictions", "Partial coverage", "Unique insights", "Blind spots"):
         expect(analysis.get_by_role("heading", name=section)).to_be_visible()
     expect(turn.locator("[data-section=final] .markdown")).not_to_be_empty()

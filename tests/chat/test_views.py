@@ -351,7 +351,9 @@ def test_a_fresh_running_turn_is_left_running(owner_client: Client, alice: Any) 
     Turn.objects.filter(conversation=conversation).update(heartbeat_at=timezone.now())
     body = owner_client.get(f"/c/{conversation.pk}/").content.decode()
     assert 'data-turn-status="running"' in body
-    assert 'id="send-button" class="primary" disabled' in body
+    # Stop stands where Send was while the turn runs.
+    assert 'id="send-button" class="primary" hidden' in body
+    assert re.search(r'id="stop-button" class="stop" aria-keyshortcuts="Escape">Stop<', body)
 
 
 def test_older_turns_start_with_their_columns_collapsed(owner_client: Client, alice: Any) -> None:
@@ -361,5 +363,7 @@ def test_older_turns_start_with_their_columns_collapsed(owner_client: Client, al
     second.position = 2
     second.save()
     body = owner_client.get(f"/c/{conversation.pk}/").content.decode()
-    details = re.findall(r'<details class="panel-answers" ?(open)?>', body)
-    assert details == ["", "open"]
+    # Done turns show prompt and fused answer: their panels are folded to the strip, the analysis too.
+    details = re.findall(r'<details class="panel-answers" id="turn-\d+-panel"( open)?>', body)
+    assert details == ["", ""]
+    assert len(re.findall(r'<details class="analysis-fold" id="turn-\d+-analysis-fold">', body)) == 2

@@ -60,7 +60,7 @@ def test_it_has_a_skip_link_a_main_landmark_and_a_live_region(client: Client) ->
     assert '<a class="skip-link" href="#main">Skip to content</a>' in body
     assert '<main id="main"' in body
     assert 'id="live-status" class="visually-hidden" role="status" aria-live="polite"' in body
-    assert '<html lang="en">' in body
+    assert '<html lang="en" ' in body
     assert 'name="viewport"' in body
 
 
@@ -80,6 +80,7 @@ def test_signed_in_users_get_the_app_nav_with_the_current_section_marked(client:
     assert [(label, bool(current)) for _, current, label in links] == [
         ("Chat", True),
         ("Panels", False),
+        ("Evaluations", False),
         ("API keys", False),
     ]
     assert 'data-testid="current-user">alice<' in body

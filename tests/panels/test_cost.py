@@ -15,7 +15,6 @@ from django.urls import reverse
 from apps.chat.models import Conversation, Turn
 from apps.panels.costs import (
     CostComparison,
-    CostRange,
     panel_estimate_cost,
     turn_cost_comparison,
     unpriced_models,
@@ -51,26 +50,34 @@ def priced(live_openrouter: FakeUpstream) -> FakeUpstream:
 
 def test_the_estimate_adds_up_every_seat_the_judge_and_the_writer(priced: FakeUpstream) -> None:
     # 799 characters of prompt and history are 200 tokens; seat A's system prompt adds 10.
-    # Low (answers and analysis of 400 tokens):
+    # Typical, with no runs of these models yet (answers and analysis of 400 tokens):
     #   seat A 210 in, 400 out: 0.00021 + 0.0008 = 0.00101; seat B 200 in, 400 out: 0.0006 + 0.0016 = 0.0022
     #   judge 200 + 800 answers + 600 instructions = 1600 in, 400 out: 0.008 + 0.004 = 0.012
     #   writer 200 + 800 + 400 analysis + 300 instructions = 1700 in, 400 out: 0.0085 + 0.004 = 0.0125
     # High (every call writes max_completion_tokens = 1000):
     #   seat A 0.00021 + 0.002; seat B 0.0006 + 0.004
     #   judge 2800 in: 0.014 + 0.01; writer 3500 in: 0.0175 + 0.01
+    # Low (answers of 20 tokens, an analysis of 50, every input counted half):
+    #   seat A 105 in, 20 out: 0.000105 + 0.00004; seat B 100 in: 0.0003 + 0.00008
+    #   judge (200 + 40 + 600) / 2 = 420 in, 50 out: 0.0021 + 0.0005
+    #   writer (200 + 40 + 50 + 300) / 2 = 295 in, 20 out: 0.001475 + 0.0002
     estimate = panel_estimate_cost(snapshot_or_panel=SNAPSHOT, prompt_chars=400, history_chars=399)
     assert estimate is not None
-    assert estimate.low == pytest.approx(0.02771)
+    assert estimate.typical == pytest.approx(0.02771)
     assert estimate.high == pytest.approx(0.05831)
+    assert estimate.low == pytest.approx(0.0048)
+    assert not estimate.from_history
 
 
 def test_a_short_token_limit_caps_the_low_estimate_too(priced: FakeUpstream) -> None:
     snapshot = {**SNAPSHOT, "options": {"max_completion_tokens": 100}}
     estimate = panel_estimate_cost(snapshot_or_panel=snapshot, prompt_chars=0, history_chars=0)
-    # Every output is 100 tokens whatever the scenario, so low == high:
+    # Every output is 100 tokens but for the low end, so typical == high:
     # seats 10 in + 100 out (A) and 0 in + 100 out (B); judge 200 + 600 in; writer 200 + 100 + 300 in.
     expected = (10e-6 + 200e-6) + (400e-6) + (800 * 5e-6 + 100e-5) + (600 * 5e-6 + 100e-5)
-    assert estimate == CostRange(pytest.approx(expected), pytest.approx(expected))  # type: ignore[arg-type]
+    assert estimate is not None
+    assert estimate.typical == pytest.approx(expected) and estimate.high == pytest.approx(expected)
+    assert estimate.low < expected
 
 
 def test_an_unknown_price_makes_the_estimate_unknown_and_says_which(priced: FakeUpstream) -> None:
@@ -81,7 +88,8 @@ def test_an_unknown_price_makes_the_estimate_unknown_and_says_which(priced: Fake
 
 def test_demo_panels_cost_nothing() -> None:
     demo = Panel.objects.get(owner=None, slug="demo")
-    assert panel_estimate_cost(snapshot_or_panel=demo, prompt_chars=5000, history_chars=20000) == (0.0, 0.0)
+    estimate = panel_estimate_cost(snapshot_or_panel=demo, prompt_chars=5000, history_chars=20000)
+    assert estimate == (0.0, 0.0, 0.0, False)
 
 
 def test_the_estimate_endpoint_renders_the_range_for_the_composer(
@@ -102,7 +110,9 @@ def test_the_estimate_endpoint_renders_the_range_for_the_composer(
     )
     html = response.content.decode()
     assert response.status_code == 200
-    assert "Estimated cost: <strong>$0.028 to $0.058</strong>" in html
+    assert '<strong data-testid="estimate-typical">about $0.028</strong>' in html
+    assert '<span data-testid="estimate-high">at most $0.058</span>' in html
+    assert "typical: answers of usual length; range $0.0048 to $0.058" in html
     assert "2 seats, judge and writer" in html
 
 

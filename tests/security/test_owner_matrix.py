@@ -30,6 +30,7 @@ from apps.accounts.models import ApiKey
 from apps.api.ratelimit import limiter
 from apps.chat.models import Conversation, PanelAnswer, ShareLink, Turn
 from apps.chat.services import conversation_create, share_link_create
+from apps.comparisons.models import BaselineChoice, Comparison
 from apps.panels.models import Panel, PanelMember
 from apps.providers.registry import reset_gateway
 from tests.chat.conftest import Socket, session_cookie, socket_open
@@ -45,6 +46,7 @@ A_PANEL_NAME = "Alice_panel_c8Qs"
 A_PANEL_SLUG = "alice-panel"  # B may guess a slug: error messages may repeat it back, so it is no secret
 A_KEY_NAME = "Alice_key_b3Fy"
 A_USERNAME = "alice_u6Te"
+A_BASELINE = "Alice_baseline_v6Gk"
 B_PANEL_SLUG = "bob-panel"
 
 DEMO_SNAPSHOT = {
@@ -81,6 +83,7 @@ class World:
             A_PANEL_NAME,
             A_KEY_NAME,
             A_USERNAME,
+            A_BASELINE,
             self.token,
             self.alice_raw_key,
             self.alice_key.prefix,
@@ -125,6 +128,18 @@ def world_make() -> World:
     )
     link, token = share_link_create(conversation=conversation)
     alice_key, alice_raw_key = api_key_create(user=alice, name=A_KEY_NAME)
+    # A's blind comparison on the finished turn, not voted yet, and A's option for A's panel.
+    Comparison.objects.create(
+        owner=alice,
+        turn=done_turn,
+        panel=panel,
+        panel_name=A_PANEL_NAME,
+        model_id="demo/cedar",
+        baseline_is_a=True,
+        status=Comparison.Status.DONE,
+        text=A_BASELINE,
+    )
+    BaselineChoice.objects.create(user=alice, panel=panel, enabled=True)
     _panel_make(bob, "Bob's panel", B_PANEL_SLUG)
     _bob_key, bob_raw_key = api_key_create(user=bob, name="Bob's key")
     return World(
@@ -153,7 +168,9 @@ def database_state(world: World) -> dict[str, Any]:
         "turns": list(
             Turn.objects.filter(conversation__owner=alice)
             .order_by("pk")
-            .values("pk", "status", "prompt", "final_text", "error_message", "finished_at")
+            .values(
+                "pk", "status", "prompt", "final_text", "error_message", "finished_at", "version", "shown"
+            )
         ),
         "answers": list(
             PanelAnswer.objects.filter(turn__conversation__owner=alice)
@@ -174,9 +191,26 @@ def database_state(world: World) -> dict[str, Any]:
             .values("pk", "model_id", "position", "system_prompt")
         ),
         "keys": list(ApiKey.objects.filter(user=alice).order_by("pk").values("pk", "name", "revoked_at")),
+        "comparisons": list(
+            Comparison.objects.filter(owner=alice).order_by("pk").values("pk", "vote", "voted_at", "text")
+        ),
+        "baseline_choices": list(
+            BaselineChoice.objects.filter(user=alice).order_by("pk").values("pk", "enabled", "model_id")
+        ),
         "counts": {
             model.__name__: model.objects.count()
-            for model in (Conversation, Turn, PanelAnswer, ShareLink, Panel, PanelMember, ApiKey, User)
+            for model in (
+                Conversation,
+                Turn,
+                PanelAnswer,
+                ShareLink,
+                Panel,
+                PanelMember,
+                ApiKey,
+                User,
+                Comparison,
+                BaselineChoice,
+            )
         },
     }
 
@@ -210,6 +244,10 @@ def _alices_conversation(world: World) -> list[Any]:
 
 def _alices_panel(world: World) -> list[Any]:
     return [world.panel.pk]
+
+
+def _alices_comparison(world: World) -> int:
+    return Comparison.objects.get(turn=world.done_turn).pk
 
 
 @dataclass(frozen=True)
@@ -268,6 +306,17 @@ HTTP_ATTEMPTS = [
         label="A's panel",
     ),
     HttpAttempt("chat:share_create", "post", _alices_conversation, headers=HTMX),
+    HttpAttempt("chat:export", "get", lambda w: [w.conversation.pk, "md"], label="Markdown"),
+    HttpAttempt("chat:export", "get", lambda w: [w.conversation.pk, "json"], label="JSON"),
+    HttpAttempt(
+        "chat:search",
+        "get",
+        data=lambda w: {"q": "Alice"},
+        headers=HTMX,
+        status=200,
+        says="No conversation matches",
+        label="A's words",
+    ),
     HttpAttempt("chat:share_revoke", "post", lambda w: [w.conversation.pk, w.link.pk], headers=HTMX),
     HttpAttempt(
         "chat:share_revoke",
@@ -307,6 +356,30 @@ HTTP_ATTEMPTS = [
         says="Pick a panel to see what a run would cost.",
         label="A's panel",
     ),
+    # Blind comparisons
+    HttpAttempt("comparisons:index", "get", status=200, says="No votes yet", label="win rates"),
+    HttpAttempt(
+        "comparisons:turn",
+        "get",
+        lambda w: [w.done_turn.pk],
+        status=200,
+        label="an empty slot, nothing of A's",
+    ),
+    HttpAttempt(
+        "comparisons:vote", "post", lambda w: [_alices_comparison(w)], lambda w: {"vote": "a"}, headers=HTMX
+    ),
+    HttpAttempt(
+        "comparisons:option", "get", data=lambda w: {"panel": w.panel.pk}, status=200, label="A's panel"
+    ),
+    HttpAttempt(
+        "comparisons:option",
+        "post",
+        data=lambda w: {"panel": w.panel.pk, "baseline_enabled": "1"},
+        headers=HTMX,
+        status=422,
+        says=NOT_YOURS,
+        label="A's panel",
+    ),
     # API keys
     HttpAttempt("api_keys", "get", status=200),
     HttpAttempt("api_key_revoke", "post", lambda w: [w.alice_key.pk]),
@@ -339,7 +412,7 @@ def test_b_is_refused_every_page_and_action_on_as_objects(world: World, attempt:
 def _object_url_names() -> set[str]:
     """Every url name of the chatroom, panels and accounts that takes an object id (``<int:..._id>``)."""
     names = set()
-    for module_name in ("apps.chat.urls", "apps.panels.urls", "apps.accounts.urls"):
+    for module_name in ("apps.chat.urls", "apps.panels.urls", "apps.accounts.urls", "apps.comparisons.urls"):
         module = importlib.import_module(module_name)
         namespace = getattr(module, "app_name", "")
         for pattern in module.urlpatterns:
@@ -425,6 +498,26 @@ SOCKET_ATTEMPTS = [
     SocketAttempt(
         "resync A's running turn",
         lambda w: {"type": "resync", "turn": w.running_turn.pk},
+        "There is no such turn in this conversation.",
+    ),
+    SocketAttempt(
+        "regenerate A's turn",
+        lambda w: {"type": "regenerate", "turn": w.done_turn.pk},
+        "There is no such turn in this conversation.",
+    ),
+    SocketAttempt(
+        "edit and resend A's turn",
+        lambda w: {"type": "edit", "turn": w.done_turn.pk, "prompt": "B's words"},
+        "There is no such turn in this conversation.",
+    ),
+    SocketAttempt(
+        "retry A's failed seats",
+        lambda w: {"type": "retry", "turn": w.done_turn.pk},
+        "There is no such turn in this conversation.",
+    ),
+    SocketAttempt(
+        "show another version of A's turn",
+        lambda w: {"type": "version", "turn": w.done_turn.pk, "version": 1},
         "There is no such turn in this conversation.",
     ),
 ]

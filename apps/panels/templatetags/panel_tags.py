@@ -36,6 +36,14 @@ def usd(value: float | None) -> str:
     return f"${value:,.2f}"
 
 
+@register.filter
+def usd_about(value: float | None) -> str:
+    """An estimate in words: "about $0.0012", "less than $0.0001", "$0"; "unknown" for None."""
+    if value is None or value == 0:
+        return usd(value)
+    return usd(value) if value < 0.0001 else f"about {usd(value)}"
+
+
 @register.inclusion_tag("panels/_estimate_slot.html", takes_context=True)
 def cost_estimate_slot(context: template.Context, conversation: Any = None) -> dict[str, Any]:
     """The composer's estimate, for the panel selected in ``panel_choices`` (items with ``panel`` and
@@ -55,7 +63,9 @@ def cost_estimate_slot(context: template.Context, conversation: Any = None) -> d
     prompt = context.get("prompt") or ""
     return {
         "history_chars": history,
-        **estimate_context(panel=selected, prompt_chars=len(str(prompt)), history_chars=history),
+        **estimate_context(
+            panel=selected, prompt_chars=len(str(prompt)), history_chars=history, user=context.get("user")
+        ),
     }
 
 
