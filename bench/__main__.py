@@ -17,6 +17,8 @@ SECTIONS: list[tuple[str, str]] = [
     ("floor", "bench.floor"),
     ("markdown", "bench.markdown"),
     ("writers", "bench.writers"),
+    ("search", "bench.search"),
+    ("evaluation", "bench.evaluation"),
 ]
 
 

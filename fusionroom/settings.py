@@ -43,6 +43,8 @@ INSTALLED_APPS = [
     "apps.panels",
     "apps.chat",
     "apps.api",
+    "apps.comparisons",
+    "apps.evaluation",
 ]
 
 MIDDLEWARE = [
@@ -229,6 +231,9 @@ PROVIDER_MAX_RETRIES = env_int("PROVIDER_MAX_RETRIES", 3, minimum=0)
 DEMO_MODEL_DELAY = env_float("DEMO_MODEL_DELAY", 0.02, minimum=0.0)
 # What the demo judge and writer say. It reads the engine's prompts, so the providers are told where it is.
 DEMO_ROLE_REPLY = "apps.fusion.demo_content.role_reply"
+# What a user's recent runs wrote (a panels.costs.UsageHistory), for the typical figure of the cost estimate:
+# the chat app records runs, and the panels app, which makes the estimate, sits below it.
+COST_ESTIMATE_USAGE_HISTORY = "apps.chat.usage.usage_history_for"
 CATALOG_CACHE_SECONDS = env_int("CATALOG_CACHE_SECONDS", 3600, minimum=0)
 
 # --- Web tools for panel models ----------------------------------------------------------------------
@@ -236,6 +241,13 @@ CATALOG_CACHE_SECONDS = env_int("CATALOG_CACHE_SECONDS", 3600, minimum=0)
 # service (GET <url>/search?q=...&format=json), e.g. a self-hosted SearXNG with the json format enabled.
 WEB_FETCH = env_bool("WEB_FETCH", True)
 WEB_SEARCH_URL = env_str("WEB_SEARCH_URL").rstrip("/")
+# Which search panel models get (apps/webtools/toolbox.py): auto (SearXNG when WEB_SEARCH_URL is set, else
+# OpenRouter's server-side web search for models routed to OpenRouter), searxng, openrouter, or off.
+WEB_SEARCH = env_str("WEB_SEARCH", "auto").strip().lower()
+if WEB_SEARCH not in ("auto", "searxng", "openrouter", "off"):
+    raise ImproperlyConfigured(f"WEB_SEARCH must be auto, searxng, openrouter or off, not {WEB_SEARCH!r}")
+if WEB_SEARCH == "searxng" and not WEB_SEARCH_URL:
+    raise ImproperlyConfigured("WEB_SEARCH=searxng needs WEB_SEARCH_URL (a SearXNG-compatible service)")
 WEB_FETCH_MAX_BYTES = env_int("WEB_FETCH_MAX_BYTES", 2_000_000, minimum=1024)
 WEB_FETCH_TIMEOUT = env_float("WEB_FETCH_TIMEOUT", 15.0, minimum=0.5)
 
@@ -251,6 +263,12 @@ CHAT_SNAPSHOT_TIMEOUT_SECONDS = env_float("CHAT_SNAPSHOT_TIMEOUT_SECONDS", 3.0, 
 # down as one WebSocket frame: fewer frames (and less CPU) per token, this much more delay at most; 0 sends
 # what arrived together as soon as the recorder is idle.
 CHAT_DELTA_WINDOW_SECONDS = env_float("CHAT_DELTA_WINDOW_SECONDS", 0.01, minimum=0.0)
+
+# --- Evaluations -----------------------------------------------------------------------------------
+# How often a running evaluation refreshes its heartbeat, and after how long without one a "running"
+# evaluation is taken for the leftover of a dead process (interrupted, resumable).
+EVALUATION_HEARTBEAT_SECONDS = env_float("EVALUATION_HEARTBEAT_SECONDS", 5.0, minimum=0.1)
+EVALUATION_STALE_AFTER_SECONDS = env_float("EVALUATION_STALE_AFTER_SECONDS", 30.0, minimum=1.0)
 
 # --- API -------------------------------------------------------------------------------------------
 API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 60, minimum=1)

@@ -8,5 +8,7 @@ urlpatterns = [
     path("accounts/", include("apps.accounts.urls")),
     path("panels/", include("apps.panels.urls")),
     path("api/v1/", include("apps.api.urls")),
+    path("comparisons/", include("apps.comparisons.urls")),
+    path("evaluations/", include("apps.evaluation.urls")),
     path("", include("apps.chat.urls")),
 ]

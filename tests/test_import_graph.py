@@ -22,10 +22,12 @@ APPS = ROOT / "apps"
 # then the model clients.
 LAYER = {
     "chat": 3,
+    "comparisons": 3,
     "api": 3,
     "panels": 3,
     "accounts": 3,
     "core": 3,
+    "evaluation": 3,
     "fusion": 2,
     "webtools": 2,
     "providers": 1,
@@ -34,8 +36,16 @@ LAYER = {
 # Every app-to-app import there may be, and nothing else.
 ALLOWED: dict[str, set[str]] = {
     "api": {"accounts", "chat", "panels", "fusion", "webtools", "providers"},
-    "chat": {"core", "panels", "fusion", "webtools", "providers"},
-    "panels": {"fusion", "providers"},
+    # chat starts a turn's single-model baseline (comparisons.services.comparison_start).
+    "chat": {"comparisons", "core", "panels", "fusion", "webtools", "providers"},
+    # Blind comparisons: the baseline is asked as a panel seat is (fusion's prompts and calls, the providers'
+    # gateway); it never imports chat (its rows point at chat's turns by name only), so chat may call it.
+    "comparisons": {"core", "panels", "fusion", "providers"},
+    # The evaluation bench answers with panels and single models through the engine and the gateway; its share
+    # links reuse the chatroom's token helpers (chat.share_tokens only).
+    "evaluation": {"chat", "panels", "fusion", "webtools", "providers"},
+    # The builder says which web tools each seat gets: the web tools' own rule.
+    "panels": {"fusion", "webtools", "providers"},
     "accounts": set(),
     # Home-level things every app may use: so it uses none of them.
     "core": set(),

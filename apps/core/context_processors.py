@@ -15,7 +15,12 @@ class NavItem:
     current: bool
 
 
-_NAV = (("Chat", "chat:home"), ("Panels", "panels:list"), ("API keys", "api_keys"))
+_NAV = (
+    ("Chat", "chat:home"),
+    ("Panels", "panels:list"),
+    ("Evaluations", "evaluation:list"),
+    ("API keys", "api_keys"),
+)
 
 
 def navigation(request: HttpRequest) -> dict[str, list[NavItem]]:
