@@ -418,6 +418,8 @@ async def turn_regenerate(
     )
     request = await database_sync_to_async(fusion_request_for)(turn=turn)
     await run_launch(turn=turn, request=request, channel_layer_alias=channel_layer_alias)
+    # A new version is a new answer to compare: its baseline runs too, when the panel's option is on.
+    await comparison_start(user=user, turn=turn, request=request)
     return turn
 
 
@@ -435,6 +437,8 @@ async def turn_edit(
     )
     request = await database_sync_to_async(fusion_request_for)(turn=turn)
     await run_launch(turn=turn, request=request, channel_layer_alias=channel_layer_alias)
+    # A new version is a new answer to compare: its baseline runs too, when the panel's option is on.
+    await comparison_start(user=user, turn=turn, request=request)
     return turn
 
 

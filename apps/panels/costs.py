@@ -213,7 +213,10 @@ def turn_cost_comparison(*, turn: Any, history_chars: int | None = None) -> Cost
     if history_chars is None:
         history_chars = getattr(turn, "history_chars", None)
     if history_chars is None and hasattr(turn, "conversation"):
-        history_chars = history_chars_before(turn.conversation.turns.filter(position__lt=turn.position))
+        # Only the shown version of each earlier turn is history (regenerated versions are kept beside it).
+        history_chars = history_chars_before(
+            turn.conversation.turns.filter(position__lt=turn.position, shown=True)
+        )
     prompt_tokens = tokens_for_chars(len(turn.prompt or "") + (history_chars or 0))
     writer_alone = _call_cost(prices, prompt_tokens, _writer_completion_tokens(turn))
     return CostComparison(actual=actual, writer_alone=writer_alone)

@@ -153,3 +153,19 @@ async def test_cancelling_the_turn_stops_the_single_models_call(room: Room, endp
     assert comparison.status == Comparison.Status.CANCELLED
     assert comparison.text.startswith("Solo_answer_zq7")  # what streamed is kept
     assert comparison.text != SOLO
+
+
+async def test_a_regenerated_turn_gets_a_baseline_of_its_own(room: Room, endpoint: FakeUpstream) -> None:
+    from apps.chat.services import turn_regenerate
+
+    endpoint.script("solo", ModelScript(text=SOLO))
+    panel = await _panel_with_history(room)
+    first = await turn_start(user=room.user, conversation=room.conversation, prompt=PROMPT, panel=panel)
+    await _run_to_the_end(first.pk)
+
+    again = await turn_regenerate(user=room.user, conversation_id=room.conversation.pk, turn_id=first.pk)
+    await _run_to_the_end(again.pk)
+
+    assert again.pk != first.pk
+    assert (await _comparison(again.pk)).text == SOLO
+    assert len(endpoint.requests_for("solo")) == 2

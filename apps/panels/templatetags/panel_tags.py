@@ -55,7 +55,7 @@ def cost_estimate_slot(context: template.Context, conversation: Any = None) -> d
     """
     history = 0
     if conversation is not None and getattr(conversation, "pk", None):
-        history = history_chars_before(conversation.turns.all())
+        history = history_chars_before(conversation.turns.filter(shown=True))
     selected = next(
         (choice.panel for choice in context.get("panel_choices") or [] if getattr(choice, "selected", False)),
         None,
