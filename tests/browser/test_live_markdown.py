@@ -305,8 +305,8 @@ def test_markdown_renders_while_it_streams_and_nothing_moves_when_the_answer_is_
         # The server's HTML is in (Pygments colours the code) and everything sits where it sat.
         expect(column.locator(".codeblock .highlight span").first).to_be_attached()
         assert page.evaluate(_SOURCE, COLUMN_TEXT) is None
-        # The panel folds once the writer starts (the fused answer comes first); measured as the reader sees it
-        # when they open the fold again.
+        # The panel folds once the writer starts (the fused answer comes first); measured as the reader sees
+        # it when they open the fold again.
         fold = page.locator("details.panel-answers").first
         expect(fold).not_to_have_attribute("open", "", timeout=RUN_TIMEOUT_MS)
         fold.locator("> summary").click()
