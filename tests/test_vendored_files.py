@@ -46,13 +46,13 @@ def test_no_vendored_file_is_left_unrecorded() -> None:
 
 def test_every_vendored_package_ships_its_licence() -> None:
     packages = {path.split("/", 1)[0] for path in _recorded()}
-    assert packages == {"markdown-it-14.3.3", "dompurify-3.5.0"}
+    assert packages == {"markdown-it-14.3.3", "dompurify-3.5.0", "highlightjs-cdn-assets-11.12.0"}
     for package in packages:
         assert (VENDOR / package / "LICENSE").is_file(), package
 
 
 def test_the_pages_load_the_vendored_versions_that_are_there() -> None:
     loaded = re.findall(r"\{% static '(vendor/[^']+)' %\}", SCRIPTS_TEMPLATE.read_text())
-    assert len(loaded) == 2
+    assert len(loaded) == 3
     for path in loaded:
         assert path.removeprefix("vendor/") in _recorded(), path

@@ -5,8 +5,11 @@
 // that markdown-it and our rules emit (nh3's allow-list there), so a renderer bug cannot let markup through.
 // Images are never emitted: their alt text (or URL) stays as plain text, as on the server. Links keep http,
 // https and mailto (and relative) targets and get the server's rel and target. Code blocks get the server's
-// markup (bar, language, copy button) without colours: Pygments colours them once the server's HTML arrives,
-// which changes no size, so nothing moves.
+// markup (bar, language, copy button); a fence whose language highlight.js knows is coloured as it streams
+// (highlight.js's `hljs-*` classes, which static/css/code.css paints with the server's Pygments colours), a
+// fence without one stays plain, as on the server. highlight.js's markup goes through the same sanitiser, which
+// keeps only `hljs-*` classes on spans inside code. When the server's HTML arrives, Pygments' colours replace
+// these with no change of size, so nothing moves.
 //
 // A live text (a `.stream` element with a data-offset: a column's answer or reasoning, the fused answer) keeps
 // its Markdown source here; room.js appends each delta to the source (offsets are counted on the source, never
@@ -21,6 +24,8 @@
   const markdownit = window.markdownit;
   const DOMPurify = window.DOMPurify;
   if (typeof markdownit !== "function" || typeof DOMPurify !== "function") return;
+  // Optional: without it, code streams plain and is coloured once the server's HTML arrives.
+  const hljs = window.hljs && typeof window.hljs.highlight === "function" ? window.hljs : null;
 
   // The server's limits and classes (apps/core/markdown.py: MAX_NESTING, _ALIGN_CLASSES, _TAGS, _CLEANER).
   const MAX_NESTING = 20;
@@ -48,6 +53,13 @@
     th: Object.values(ALIGN_CLASSES),
     td: Object.values(ALIGN_CLASSES),
   };
+  // highlight.js's token classes; kept only on a span inside a code block (see the sanitiser's hook).
+  const HLJS_CLASS = /^hljs-[a-z][a-z_-]*$/;
+  const HLJS_SPAN = "pre.highlight > code span";
+  // apps/core/markdown.py's HIGHLIGHT_MAX_CHARS: a longer block is shown plain there, so here too.
+  const HIGHLIGHT_MAX_CHARS = 20000;
+  // Highlighted blocks kept, so a render re-highlights only the block that grew (a finished one is reused).
+  const HIGHLIGHT_CACHE_SIZE = 64;
   // http, https, mailto, or a relative URL (no scheme at all): what nh3's url_schemes lets through.
   const URL_ALLOWED = /^(?:(?:https?|mailto):|[^a-z]|[a-z+.-]+(?:[^a-z+.\-:]|$))/i;
   // Rendering every this often at most while text streams; slower when a render takes long (see flush).
@@ -62,7 +74,29 @@
   ]);
   const { escapeHtml, unescapeAll } = md.utils;
 
-  // apps/core/templates/core/codeblock.html, with the code escaped rather than highlighted.
+  const highlighted = new Map();
+
+  // The code's HTML: highlight.js's when it knows the language (escaped text in its spans), else escaped text.
+  // Untrusted either way: it goes through the sanitiser with everything else.
+  function codeHtml(code, language) {
+    if (!hljs || !language || code.length > HIGHLIGHT_MAX_CHARS || !hljs.getLanguage(language)) {
+      return escapeHtml(code);
+    }
+    const key = language.toLowerCase() + "\n" + code;
+    let html = highlighted.get(key);
+    if (html === undefined) {
+      try {
+        html = hljs.highlight(code, { language: language, ignoreIllegals: true }).value;
+      } catch (error) {
+        html = escapeHtml(code);
+      }
+      if (highlighted.size >= HIGHLIGHT_CACHE_SIZE) highlighted.delete(highlighted.keys().next().value);
+      highlighted.set(key, html);
+    }
+    return html;
+  }
+
+  // apps/core/templates/core/codeblock.html.
   function codeblock(code, language) {
     const label = Array.from(language).slice(0, 40).join("") || "text";
     return (
@@ -70,7 +104,7 @@
       escapeHtml(label) +
       '</span><button type="button" class="copy" data-copy aria-label="Copy code">Copy</button></div>' +
       '<pre class="highlight"><code>' +
-      escapeHtml(code) +
+      codeHtml(code, language) +
       "</code></pre></div>\n"
     );
   }
@@ -116,7 +150,11 @@
     const name = data.attrName;
     if (name === "class") {
       const allowed = Object.hasOwn(CLASSES, tag) ? CLASSES[tag] : [];
-      const kept = data.attrValue.split(/\s+/).filter((cls) => allowed.includes(cls));
+      // Parents are sanitised before their children, so the enclosing pre and code are already ours.
+      const inCode = tag === "span" && node.matches(HLJS_SPAN);
+      const kept = data.attrValue
+        .split(/\s+/)
+        .filter((cls) => (inCode ? HLJS_CLASS.test(cls) : allowed.includes(cls)));
       data.attrValue = kept.join(" ");
       data.keepAttr = kept.length > 0;
       return;

@@ -5,8 +5,8 @@ takes the whole path a hostile model's answer would: provider client, engine, re
 live Markdown rendering in the browser (static/js/render.js) while it streams, the server's Markdown swapped
 in when a column finishes, the fused answer, and the page rendered from the database on reload. The corpus is
 also streamed cut every three characters (inside tags, entities, link targets, Markdown markers), and the page
-is audited at every state it passes through (tests/browser/test_live_markdown.py renders every prefix of every
-payload directly).
+is audited at every state it passes through, including the fenced payloads the browser highlights while they
+stream (tests/browser/test_live_markdown.py renders every prefix of every payload directly).
 """
 
 from __future__ import annotations
@@ -147,9 +147,12 @@ _WATCH = """
   const NEVER = new Set(
     ["script", "img", "iframe", "style", "object", "embed", "frame", "base", "meta", "link"],
   );
+  // highlight.js's classes, the only ones its spans inside code may keep (static/js/render.js).
+  const HLJS_CLASS = /^hljs-[a-z][a-z_-]*$/;
   window.__findings = [];
   window.__violations = [];
   window.__audits = 0;
+  window.__highlighted = 0;
   document.addEventListener("securitypolicyviolation", (e) => {
     window.__violations.push(`${e.effectiveDirective} ${e.blockedURI}`);
   });
@@ -170,6 +173,15 @@ _WATCH = """
       if (name === "a" && el.hasAttribute("href")) {
         const protocol = new URL(el.getAttribute("href"), location.href).protocol;
         if (!["http:", "https:", "mailto:"].includes(protocol)) window.__findings.push(`${protocol} link`);
+      }
+      // Live code coloured by highlight.js: a bare span, nothing inside it but more such spans and text.
+      if (el.closest(".stream, [data-offset]") && name === "span" && el.closest("pre code")) {
+        const classes = Array.from(el.classList);
+        if (classes.some((cls) => HLJS_CLASS.test(cls))) window.__highlighted += 1;
+        if (classes.some((cls) => !HLJS_CLASS.test(cls))) window.__findings.push(`class ${el.className}`);
+        if (el.attributes.length > 1 || (el.attributes.length === 1 && !el.hasAttribute("class"))) {
+          window.__findings.push(`attributes on a highlighted span: ${el.outerHTML}`);
+        }
       }
     }
   }
@@ -215,8 +227,10 @@ def test_the_corpus_cut_mid_token_across_chunks_never_runs_at_any_point_of_the_s
     expect(turn.locator("[data-section=final] h2")).to_have_count(len(XSS_PAYLOADS))
     expect(split.locator(".reasoning-text h2")).to_have_count(len(XSS_PAYLOADS))
 
-    # The page was audited at many points of the stream, not once at the end.
+    # The page was audited at many points of the stream, not once at the end, with fenced code highlighted
+    # live (the payloads in a known language).
     assert page.evaluate("() => window.__audits") > 20
+    assert page.evaluate("() => window.__highlighted") > 0
     assert page.evaluate("() => window.__findings") == []
     assert page.evaluate("() => window.__violations") == []
     for selector in ("script", "img", "svg", "iframe", "object", "embed", "style", "[onerror]", "[onload]"):

@@ -3,10 +3,11 @@
 static/js/render.js (markdown-it with raw HTML off, then DOMPurify with the server's allow-list) renders each
 live text from its source as deltas arrive. These tests prove: the browser's rendering is the server's
 (apps/core/markdown.py) for every sample and every XSS payload, so nothing jumps when the server's HTML
-replaces the live one; every prefix of every payload renders to allowed, inert markup; Markdown (bold,
-heading, list, table, code) is rendered while a seat is still streaming, in a column, its reasoning and the
-fused answer, live, after a reload and on the shared page; and the layout does not move when the finished
-HTML arrives, on a laptop and on a phone.
+replaces the live one; every prefix of every payload renders to allowed, inert markup; fenced code is
+coloured in the browser (highlight.js) with the colours the server's Pygments classes have, in every theme;
+Markdown (bold, heading, list, table, coloured code) is rendered while a seat is still streaming, in a
+column, its reasoning and the fused answer, live, after a reload and on the shared page; and the layout does
+not move when the finished HTML arrives, on a laptop and on a phone.
 
 The models are scripted on a loopback OpenAI-compatible server (tests/fakes/upstream.py) that holds a stream
 before a chosen chunk until the test lets it go, so "still streaming" is a fact, not a race.
@@ -60,7 +61,8 @@ SAMPLES: dict[str, str] = {
 }
 
 # Both renderings, as trees the browser built: tag, attributes (sorted) and children; code is compared by its
-# text only (the server colours it with Pygments, the browser leaves it plain, which changes no size).
+# text only (the server colours it with Pygments' classes, the browser with highlight.js's, which changes no
+# size; their colours are compared below).
 _COMPARE = """
 ([samples, serverHtml]) => {
   function tree(node) {
@@ -100,6 +102,86 @@ def test_the_browser_renders_every_sample_exactly_as_the_server_does(
     samples = {**SAMPLES, **{f"xss: {name}": text for name, text in XSS_PAYLOADS.items()}}
     samples["xss document"] = xss_document()
     assert page.evaluate(_COMPARE, [samples, _server_html(samples)]) == {}
+    page_log.assert_clean()
+
+
+# --- Colours of highlighted code ---------------------------------------------------------------------------
+
+HIGHLIGHTED = '''```python
+import os
+
+@cache
+def area(radius: float) -> float:
+    """Doc."""
+    # a comment
+    if radius is None:
+        return 0
+    print("r", 42, True)
+    return 3.14 * radius ** 2
+```'''
+# Tokens of each kind both highlighters colour: keyword, decorator, function name, builtin, docstring,
+# comment, constant, string, integer, float.
+COLOURED_TOKENS = [
+    "import", "@cache", "def", "area", "float", '"""Doc."""', "# a comment", "if", "is", "None", "return",
+    "print", '"r"', "42", "True", "3.14",
+]  # fmt: skip
+
+# For each token, the computed colour of its first character in the browser's rendering and in the server's
+# (both in the page, side by side), and the code's own colour.
+_TOKEN_COLOURS = """
+([source, serverHtml, tokens]) => {
+  const sandbox = document.getElementById("sandbox");
+  const client = document.createElement("div");
+  client.append(window.FusionMarkdown.fragment(source));
+  const server = document.createElement("div");
+  server.innerHTML = serverHtml;
+  sandbox.replaceChildren(client, server);
+  function colourAt(root, token) {
+    const code = root.querySelector("pre code");
+    let index = code.textContent.indexOf(token);
+    if (index < 0) return null;
+    const walker = document.createTreeWalker(code, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      if (index < node.data.length) return getComputedStyle(node.parentElement).color;
+      index -= node.data.length;
+    }
+    return null;
+  }
+  const plain = getComputedStyle(client.querySelector("pre code")).color;
+  return Object.fromEntries(
+    tokens.map((token) => [token, {client: colourAt(client, token), server: colourAt(server, token), plain}]),
+  );
+}
+"""
+
+
+@pytest.mark.parametrize("theme", ["light", "dark", "system dark"])
+def test_the_browser_colours_code_as_the_server_does_in_every_theme(
+    page: Page, page_log: BrowserLog, theme: str
+) -> None:
+    if theme == "system dark":
+        # No choice made (no data-theme): the system's dark scheme applies.
+        page.emulate_media(color_scheme="dark")
+    page.goto("/__test__/live-markdown/")
+    if theme != "system dark":
+        page.evaluate("(theme) => { document.documentElement.dataset.theme = theme; }", theme)
+    colours = page.evaluate(_TOKEN_COLOURS, [HIGHLIGHTED, str(render_markdown(HIGHLIGHTED)), COLOURED_TOKENS])
+    assert {token: c for token, c in colours.items() if c["client"] != c["server"]} == {}
+    assert [token for token, c in colours.items() if c["client"] == c["plain"]] == []
+    page_log.assert_clean()
+
+
+def test_code_without_a_language_the_highlighter_knows_stays_plain(page: Page, page_log: BrowserLog) -> None:
+    page.goto("/__test__/live-markdown/")
+    inner = page.evaluate(
+        """(sources) => sources.map((source) => {
+          const box = document.createElement("div");
+          box.append(window.FusionMarkdown.fragment(source));
+          return box.querySelector("pre code").innerHTML;
+        })""",
+        ["```\nif x: return 1\n```", "```nosuchlanguage\nif x: return 1\n```", "    if x: return 1"],
+    )
+    assert inner == ["if x: return 1\n"] * 3
     page_log.assert_clean()
 
 
@@ -261,6 +343,8 @@ _SOURCE = """
 }
 """
 
+_COLOUR = "(el) => getComputedStyle(el).color"
+
 COLUMN = '[data-model="fake/md"]'
 COLUMN_TEXT = f"{COLUMN} .column-body > [data-offset]"
 FINAL_SECTION = "[data-section=final]"
@@ -298,12 +382,18 @@ def test_markdown_renders_while_it_streams_and_nothing_moves_when_the_answer_is_
         expect(column.locator(".reasoning-text ol li")).to_have_count(2)
         live_body = page.evaluate(_LAYOUT, f"{COLUMN} .column-body")
         live_reasoning = page.evaluate(_LAYOUT, f"{COLUMN} .reasoning-text")
-        assert page.locator(f"{COLUMN} .codeblock .highlight span").count() == 0, "no colours while streaming"
+        # The code is coloured while it streams: its keyword in a colour of its own, not the code's.
+        keyword = body.locator(".codeblock .highlight .hljs-keyword").first
+        expect(keyword).to_have_text("def")
+        live_keyword = keyword.evaluate(_COLOUR)
+        assert live_keyword != keyword.evaluate("(el) => getComputedStyle(el.closest('code')).color")
 
         seat.release()
         expect(column).to_have_attribute("data-status", "done", timeout=RUN_TIMEOUT_MS)
-        # The server's HTML is in (Pygments colours the code) and everything sits where it sat.
-        expect(column.locator(".codeblock .highlight span").first).to_be_attached()
+        # The server's HTML is in (Pygments colours the code, the keyword as it was) and everything sits where
+        # it sat.
+        expect(column.locator(".codeblock .highlight span.k").first).to_have_text("def")
+        assert column.locator(".codeblock .highlight span.k").first.evaluate(_COLOUR) == live_keyword
         assert page.evaluate(_SOURCE, COLUMN_TEXT) is None
         # The panel folds once the writer starts (the fused answer comes first); measured as the reader sees
         # it when they open the fold again.

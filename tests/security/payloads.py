@@ -81,6 +81,20 @@ XSS_PAYLOADS: dict[str, str] = {
     "html in fence": f'```html\n<script>{_J}</script>\n<img src=x onerror="{_J}">\n```',
     "html in fence no language": f"```\n<script>{_J}</script>\n```",
     "fence language breakout": f'```"><script>{_J}</script>\nx\n```',
+    # Fences in languages the browser's highlighter knows: its markup must hold text only, whatever the code.
+    "javascript fence closing the code": (
+        f'```javascript\nconst s = "</code></pre><img src=x onerror={_J}>";\n```'
+    ),
+    "python fence with html strings": f'```python\nprint("<script>{_J}</script>")  # <svg onload={_J}>\n```',
+    "html fence uppercase": f'```HTML\n<svg onload="{_J}"><a href="{_JS_URL}">x</a></svg>\n```',
+    "xml fence forging highlight spans": (
+        f'```xml\n<span class="hljs-keyword" onclick="{_J}">k</span><style>*{{color:red}}</style>\n```'
+    ),
+    "markdown fence with links": (
+        f"```markdown\n[click]({_JS_URL}) ![x]({EXFIL_URL}) <b onmouseover={_J}>\n```"
+    ),
+    "css fence": f"```css\nbody {{ background: url({EXFIL_URL}) }} </style><script>{_J}</script>\n```",
+    "tilde fence with language": f"~~~js\n`</code>${{'<img src=x onerror={_J}>'}}`\n~~~",
     "html in inline code": f"`<script>{_J}</script>`",
     "html in indented code": f"    <script>{_J}</script>",
     "html in table": f"| a | b |\n|---|---|\n| <script>{_J}</script> | <img src=x onerror={_J}> |",
