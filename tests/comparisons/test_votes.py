@@ -204,6 +204,7 @@ def test_the_shared_page_shows_a_comparison_only_after_the_vote_and_read_only() 
     assert "Single_text_r8" not in before and "Blind comparison" not in before
     assert "Single_text_r8" in after and "You called it a tie." in after
     assert "A is better" not in after and "hx-post" not in after
+    assert "css/comparisons.css" in after, "the block is styled on the shared page too"
 
 
 # --- the composer's option -------------------------------------------------------------------------------
