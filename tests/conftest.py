@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.layers import channel_layers
 from django.conf import settings
+from django.db import connections
 
 from apps.panels.models import Panel, PanelMember
 from apps.panels.presets import sync_preset_rows
@@ -21,6 +24,18 @@ def _asgi_application_loaded() -> None:
     all, and its "nothing was logged" assertions could not fail.
     """
     import fusionroom.asgi  # noqa: F401
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None) -> Iterator[None]:
+    """pytest-django's test databases, whose teardown first closes what async tests left open.
+
+    An async test's ``sync_to_async`` calls run on asgiref's one shared thread, and a connection opened there
+    stays open (only Channels' ``database_sync_to_async`` closes its own). PostgreSQL refuses to drop a
+    database that a session still uses, so the test database would outlive the run.
+    """
+    yield
+    asyncio.run(sync_to_async(connections.close_all)())
 
 
 @pytest.fixture(autouse=True)
