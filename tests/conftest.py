@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -35,7 +36,10 @@ def django_db_setup(django_db_setup: None) -> Iterator[None]:
     database that a session still uses, so the test database would outlive the run.
     """
     yield
-    asyncio.run(sync_to_async(connections.close_all)())
+    # From a thread of its own: the browser tests leave Playwright's event loop running in this one.
+    closer = threading.Thread(target=lambda: asyncio.run(sync_to_async(connections.close_all)()))
+    closer.start()
+    closer.join(timeout=30)
 
 
 @pytest.fixture(autouse=True)
