@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
@@ -72,6 +71,7 @@ from apps.fusion.schemas import (
     Timings,
     Totals,
 )
+from apps.panels.costs import tokens_for_chars
 from apps.providers.base import Usage
 from apps.providers.registry import gateway_from_settings
 
@@ -537,7 +537,7 @@ class TurnRecorder:
 def usage_estimate(*, prompt_chars: int, completion_chars: int) -> Usage:
     """Tokens of a call cut off before its usage report, from the characters it was sent and streamed:
     about four characters a token, as English text runs with common tokenizers. Shown as an estimate."""
-    prompt, completion = math.ceil(prompt_chars / 4), math.ceil(completion_chars / 4)
+    prompt, completion = tokens_for_chars(prompt_chars), tokens_for_chars(completion_chars)
     return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
 

@@ -8,7 +8,6 @@ demo models work offline and a test's fake upstream stands in for OpenRouter.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ from apps.fusion.calls import CallProgress, call_collect, usage_priced
 from apps.fusion.engine import run_fusion
 from apps.fusion.schemas import FinalDone, FusionOptions, FusionRequest, RunDone, RunFailed, SeatSpec
 from apps.panels.costs import panel_estimate_cost
+from apps.panels.costs import tokens_for_chars as tokens_for
 from apps.panels.models import Panel
 from apps.panels.runnability import panel_runnability
 from apps.panels.selectors import panel_list_for
@@ -33,7 +33,6 @@ MODEL_MAX_TOKENS = FusionOptions().max_completion_tokens
 TYPICAL_ANSWER_TOKENS = 800
 # Tokens a grader's verdict takes, about (a JSON object with one sentence).
 VERDICT_TOKENS = 60
-CHARS_PER_TOKEN = 4
 
 
 class ContenderInvalid(Exception):
@@ -156,10 +155,6 @@ def _ms(started: float) -> float:
 
 
 # --- Estimates --------------------------------------------------------------------------------------------
-
-
-def tokens_for(chars: int) -> int:
-    return math.ceil(max(chars, 0) / CHARS_PER_TOKEN)
 
 
 def call_cost(gateway: Gateway, model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
