@@ -6,6 +6,7 @@ Django's CSRF check requires of a POST (``apps/chat/origin.py``).
 
 from __future__ import annotations
 
+import gc
 import os
 
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
@@ -24,6 +25,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from apps.chat.origin import SameOriginValidator  # noqa: E402
 from apps.chat.routing import websocket_urlpatterns  # noqa: E402
+from apps.core.speed import measure_on  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
@@ -31,3 +33,9 @@ application = ProtocolTypeRouter(
         "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
+
+# Everything loaded so far (Django, the apps, the URL and template machinery) lives as long as the process.
+# Frozen, the garbage collector no longer scans it: a full collection during a run looked at ~150,000
+# objects and paused the event loop for ~90 ms at 50 concurrent runs, ~25 ms once frozen.
+if measure_on("gc_freeze"):
+    gc.freeze()

@@ -264,6 +264,9 @@ CHAT_SNAPSHOT_TIMEOUT_SECONDS = env_float("CHAT_SNAPSHOT_TIMEOUT_SECONDS", 3.0, 
 # what arrived together as soon as the recorder is idle.
 CHAT_DELTA_WINDOW_SECONDS = env_float("CHAT_DELTA_WINDOW_SECONDS", 0.01, minimum=0.0)
 
+# Speed measures switched off (apps/core/speed.py): only ``make bench`` sets this, to price each measure.
+SPEED_MEASURES_OFF = frozenset(env_list("SPEED_MEASURES_OFF", []))
+
 # --- Evaluations -----------------------------------------------------------------------------------
 # How often a running evaluation refreshes its heartbeat, and after how long without one a "running"
 # evaluation is taken for the leftover of a dead process (interrupted, resumable).
