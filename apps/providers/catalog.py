@@ -280,11 +280,16 @@ def _assemble(
 # --- Fetching and caching ----------------------------------------------------------------------------
 
 _cache: dict[CatalogConfig, tuple[float, Catalog]] = {}
+# The catalog without any network (snapshot and demo models), assembled once per configuration: until a
+# live catalog is cached (or for ever, with no key and no endpoint answering) every price and label read on
+# the event loop comes from it, and assembling it indexes a few hundred models.
+_offline: dict[CatalogConfig, Catalog] = {}
 
 
 def reset_catalog() -> None:
     """Forget every cached catalog (tests; an operator changing keys)."""
     _cache.clear()
+    _offline.clear()
 
 
 def cached_catalog(config: CatalogConfig | None = None) -> Catalog:
@@ -294,7 +299,12 @@ def cached_catalog(config: CatalogConfig | None = None) -> Catalog:
     """
     config = config or CatalogConfig.from_settings()
     entry = _cache.get(config)
-    return entry[1] if entry else _assemble(config, None, [])
+    if entry:
+        return entry[1]
+    offline = _offline.get(config)
+    if offline is None:
+        offline = _offline[config] = _assemble(config, None, [])
+    return offline
 
 
 def _fresh(config: CatalogConfig) -> Catalog | None:

@@ -175,3 +175,16 @@ def test_search_ranks_id_and_name_matches_over_vendor_matches() -> None:
 def test_an_exact_id_comes_first() -> None:
     catalog = get_catalog(CatalogConfig())
     assert catalog.search("openai/gpt-5.4")[0].id == "openai/gpt-5.4"
+
+
+def test_the_catalog_without_network_is_assembled_once_per_configuration() -> None:
+    from apps.providers.catalog import cached_catalog
+
+    # Labels and prices read on the event loop come from it, several times per turn: indexing a few hundred
+    # models each time was a visible share of a run's CPU.
+    config = CatalogConfig()
+    first = cached_catalog(config)
+    assert cached_catalog(config) is first
+    assert cached_catalog(CatalogConfig(api_key="sk-or-other")) is not first
+    reset_catalog()
+    assert cached_catalog(config) is not first
