@@ -267,7 +267,11 @@ def turn_mark_interrupted(*, turn_id: int, message: str) -> bool:
 
 
 @database_sync_to_async
-def _turn_start_prepare(*, user: Any, conversation: Conversation, prompt: str, panel: Panel) -> Turn:
+def _turn_start_prepare(
+    *, user: Any, conversation: Conversation, prompt: str, panel: Panel
+) -> tuple[Turn, FusionRequest]:
+    """The turn and its engine request, in one trip to the database thread (where a burst of prompts
+    queues)."""
     conversation = conversation_get_for(user=user, conversation_id=conversation.pk)
     reason = panel_unavailable_reason(panel=panel)
     if reason:
@@ -275,7 +279,8 @@ def _turn_start_prepare(*, user: Any, conversation: Conversation, prompt: str, p
     turns_reap_stale(conversation_id=conversation.pk)
     if turn_running_in(conversation=conversation) is not None:
         raise ChatError("A run is already in progress in this conversation: wait for it or cancel it.")
-    return turn_create(conversation=conversation, prompt=prompt, panel_snapshot=panel.snapshot(), panel=panel)
+    turn = turn_create(conversation=conversation, prompt=prompt, panel_snapshot=panel.snapshot(), panel=panel)
+    return turn, fusion_request_for(turn=turn)
 
 
 async def turn_start(
@@ -292,8 +297,9 @@ async def turn_start(
     or socket that started it. Raises ``ChatError`` for a bad prompt, an unavailable panel or a run already
     going on in the conversation, and ``Conversation.DoesNotExist`` for someone else's conversation.
     """
-    turn = await _turn_start_prepare(user=user, conversation=conversation, prompt=prompt, panel=panel)
-    request = await database_sync_to_async(fusion_request_for)(turn=turn)
+    turn, request = await _turn_start_prepare(
+        user=user, conversation=conversation, prompt=prompt, panel=panel
+    )
     await run_launch(turn=turn, request=request, channel_layer_alias=channel_layer_alias)
     # The "compare with a single model" option: its baseline runs beside the turn, outside the panel.
     await comparison_start(user=user, turn=turn, request=request)
