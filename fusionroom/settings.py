@@ -259,9 +259,10 @@ CHAT_HEARTBEAT_SECONDS = env_float("CHAT_HEARTBEAT_SECONDS", 5.0, minimum=0.1)
 CHAT_STALE_AFTER_SECONDS = env_float("CHAT_STALE_AFTER_SECONDS", 30.0, minimum=1.0)
 # How long a socket waits for a live run's snapshot before answering from the database.
 CHAT_SNAPSHOT_TIMEOUT_SECONDS = env_float("CHAT_SNAPSHOT_TIMEOUT_SECONDS", 3.0, minimum=0.1)
-# How long a run's text deltas are held, from the first, so that every column that moved in that time goes
-# down as one WebSocket frame: fewer frames (and less CPU) per token, this much more delay at most; 0 sends
-# what arrived together as soon as the recorder is idle.
+# How long a run's changes are held, from the first, so that every column that moved in that time goes down
+# as one WebSocket frame of deltas, and every part of the turn that changed (seats started or finished, the
+# analysis, the fused answer) as one frame rendered once: fewer frames and renders (less CPU) per token, this
+# much more delay at most; 0 sends what arrived together as soon as the recorder is idle.
 CHAT_DELTA_WINDOW_SECONDS = env_float("CHAT_DELTA_WINDOW_SECONDS", 0.01, minimum=0.0)
 
 # Speed measures switched off (apps/core/speed.py): only ``make bench`` sets this, to price each measure.

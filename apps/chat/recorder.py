@@ -10,10 +10,14 @@ One pump (``_pump``, in the recorder's task, owned by the server process: closin
 reads the source, and for each event
 
 - folds it into the turn's live state (``state.TurnState.apply``; text deltas at the engine's offsets);
-- broadcasts it to the channel-layer group ``conversation.<id>`` as one ``chat.frame`` message: text deltas
-  are held for at most ``CHAT_DELTA_WINDOW_SECONDS``, then every column that moved goes out as one ``deltas``
-  frame (``rendering.deltas_frame``), always before any later frame; every other event as server-rendered
-  HTML fragments, and a turn's end as a whole snapshot, written to the database first;
+- broadcasts it to the channel-layer group ``conversation.<id>``. Within a window of
+  ``CHAT_DELTA_WINDOW_SECONDS`` from the first event held, text deltas are held and every other event only
+  marks the parts of the turn it changed; at the window's end every column that moved goes out as one
+  ``deltas`` frame (``rendering.deltas_frame``), then the marked parts as one ``html`` frame, rendered then,
+  once, from the state (three seats that start or finish together cost one frame, not three). The writer's
+  start ends the window at once (its frame makes the place its deltas go to). A new turn goes out as a whole
+  snapshot instead (it covers everything held), and a turn's end as a whole snapshot, written to the
+  database first, at once;
 - hands it to the subscribers (``subscribe``), unchanged; a subscriber that leaves cancels the run.
 
 The turn's state is written by the shared flusher (``flusher.py``: every ``CHAT_FLUSH_SECONDS``, backing off
@@ -81,6 +85,9 @@ logger = logging.getLogger(__name__)
 _LIVE: dict[int, TurnRecorder] = {}
 # Their tasks, referenced until they end (the event loop itself keeps only weak references).
 _TASKS: set[asyncio.Task[None]] = set()
+# A part of a turn's page, re-rendered as a whole: ("column" | "tools", seat), or ("progress" | "analysis" |
+# "final", 0).
+Part = tuple[str, int]
 # For subscribers: the recording is over. A recorder that failed hands them its exception instead.
 _END = object()
 _TERMINAL_TYPES = frozenset({"run.done", "run.failed"})
@@ -126,6 +133,9 @@ class TurnRecorder:
         # Text held for the next ``deltas`` frame: (seat or 0 for the fused answer, reasoning?) -> where it
         # starts, its pieces.
         self._held: dict[tuple[int, bool], tuple[int, list[str]]] = {}
+        # Parts of the turn to render at the window's end (``Part``), or the whole turn (a snapshot).
+        self._marked: set[Part] = set()
+        self._snapshot_due = False
         self._held_timer: asyncio.TimerHandle | None = None
         self._senders: set[asyncio.Task[None]] = set()
         self._window = float(getattr(settings, "CHAT_DELTA_WINDOW_SECONDS", 0.01))
@@ -190,8 +200,9 @@ class TurnRecorder:
                 listen(self.layer, self.channel, snapshot=self._snapshot_send, cancel=self.cancel),
                 name=f"turn-{self.turn_id}-listen",
             )
-        async with self._lock:
-            await self._broadcast(rendering.snapshot_frame(self.state))
+        # The turn appears on the pages at the window's end, seats already started (they start at once).
+        self._snapshot_due = True
+        self._window_open()
 
     async def _run(self, events: AsyncIterator[FusionEvent]) -> None:
         error: BaseException | None = None
@@ -226,7 +237,7 @@ class TurnRecorder:
                 self.state.finish(status="interrupted", reason="interrupted", message=message)
                 await self._flush_or_log()
                 async with self._lock:
-                    await self._broadcast_after_held(rendering.snapshot_frame(self.state))
+                    await self._broadcast_snapshot()
             else:
                 await self._flush_or_log()
         finally:
@@ -289,18 +300,25 @@ class TurnRecorder:
                 else:
                     self._hold((event.seat, isinstance(event, SeatReasoningDelta)), offset, text)
         else:
-            async with self._lock:
-                state.apply(event)
-                if status is not None:
-                    state.status = status
-                if state.status in TERMINAL_STATUSES:
+            state.apply(event)
+            if status is not None:
+                state.status = status
+            if state.status in TERMINAL_STATUSES:
+                async with self._lock:
                     # The database first: whoever sees the turn end must find it saved. If it cannot be
                     # saved, the viewers still see it end rather than a turn that seems to run for ever.
                     await self._flush_or_log()
-                    frame = rendering.snapshot_frame(state)
+                    await self._broadcast_snapshot()
+            else:
+                self._marked.add(("progress", 0))
+                self._marked.update(_parts_for(event))
+                if isinstance(event, FinalStarted):
+                    # It puts the fused answer's live text on the pages: there before its first delta,
+                    # which this pump does not take until the frame is sent.
+                    async with self._lock:
+                        await self._held_broadcast()
                 else:
-                    frame = rendering.html_frame(state, self._fragments_for(event))
-                await self._broadcast_after_held(frame)
+                    self._window_open()
         for queue in self._subscribers:
             queue.put_nowait(event)
 
@@ -311,27 +329,27 @@ class TurnRecorder:
             self._held[key] = (offset, [text])
         else:
             held[1].append(text)
+        self._window_open()
+
+    def _window_open(self) -> None:
         if self._held_timer is None:
-            # The window starts with the first held delta: none waits longer than it.
+            # The window starts with the first event held: none waits longer than it.
             loop = asyncio.get_running_loop()
             self._held_timer = loop.call_later(self._window, self._held_due)
 
     def _held_due(self) -> None:
         self._held_timer = None
-        if self._held:
+        if self._held or self._marked or self._snapshot_due:
             sender = asyncio.get_running_loop().create_task(self._held_send())
             self._senders.add(sender)
             sender.add_done_callback(self._senders.discard)
 
     async def _held_send(self) -> None:
         async with self._lock:
-            await self._broadcast_after_held(None)
+            await self._held_broadcast()
 
     def _held_take(self) -> str | None:
         """The held deltas as one frame (None if there are none); they are no longer held."""
-        if self._held_timer is not None:
-            self._held_timer.cancel()
-            self._held_timer = None
         if not self._held:
             return None
         held, self._held = self._held, {}
@@ -343,19 +361,25 @@ class TurnRecorder:
             ),
         )
 
-    def _fragments_for(self, event: FusionEvent) -> list[str]:
+    def _marked_take(self) -> str | None:
+        """The marked parts of the turn, rendered now, as one frame (None if none are marked)."""
+        if not self._marked:
+            return None
+        marked, self._marked = self._marked, set()
         state = self.state
         fragments = [rendering.progress_html(state)]
-        if isinstance(event, SeatStarted | SeatDone | SeatFailed):
-            fragments.append(rendering.column_html(state, state.seat(event.seat)))
-        elif isinstance(event, SeatToolCall | SeatToolResult):
-            # Only the tool list: re-rendering the column would race the text streaming into it.
-            fragments.append(rendering.tools_html(state, state.seat(event.seat)))
-        elif isinstance(event, AnalysisStarted | AnalysisDone | AnalysisFailed):
+        columns = {number for kind, number in marked if kind == "column"}
+        for kind, number in sorted(marked):
+            if kind == "column":
+                fragments.append(rendering.column_html(state, state.seat(number)))
+            elif kind == "tools" and number not in columns:
+                # Only the tool list: the column itself is not swapped while its text streams in.
+                fragments.append(rendering.tools_html(state, state.seat(number)))
+        if ("analysis", 0) in marked:
             fragments.append(rendering.analysis_html(state))
-        elif isinstance(event, FinalStarted | FinalDone):
+        if ("final", 0) in marked:
             fragments.append(rendering.final_html(state))
-        return fragments
+        return rendering.html_frame(state, fragments)
 
     def _cancelled_event(self) -> RunFailed:
         return RunFailed(
@@ -438,14 +462,42 @@ class TurnRecorder:
         return totals_build(steps=steps, started=self._started)
 
     # --- frames ------------------------------------------------------------------------------------------
-    # Every broadcast holds ``_lock``; the held deltas always go out before the frame that follows them.
+    # Every broadcast holds ``_lock``. What is held goes out in order: the deltas, then the parts rendered
+    # after them (which cover them); a snapshot covers both, and replaces them.
 
-    async def _broadcast_after_held(self, frame: str | None) -> None:
-        held = self._held_take()
+    async def _held_broadcast(self) -> None:
+        for frame in self._held_frames():
+            await self._broadcast(frame)
+
+    def _held_frames(self) -> list[str]:
+        """Everything held, as frames built now (before any wait): the deltas and the marked parts, or the
+        snapshot that is due. Nothing is held any more."""
+        if self._held_timer is not None:
+            self._held_timer.cancel()
+            self._held_timer = None
+        if self._snapshot_due:
+            return [self._snapshot_take()]
+        return [frame for frame in (self._held_take(), self._marked_take()) if frame is not None]
+
+    def _snapshot_take(self) -> str:
+        """The whole turn, rendered now. It covers the marked parts, which are dropped; and the held deltas
+        too, which are dropped only if the pages have not had the turn yet (else they go out first)."""
+        if self._held_timer is not None:
+            self._held_timer.cancel()
+            self._held_timer = None
+        if self._snapshot_due:
+            self._held.clear()
+            self._snapshot_due = False
+        self._marked.clear()
+        return rendering.snapshot_frame(self.state)
+
+    async def _broadcast_snapshot(self) -> None:
+        """The held deltas (if the pages have the turn), then the whole turn."""
+        held = None if self._snapshot_due else self._held_take()
+        snapshot = self._snapshot_take()
         if held is not None:
             await self._broadcast(held)
-        if frame is not None:
-            await self._broadcast(frame)
+        await self._broadcast(snapshot)
 
     async def _broadcast(self, text: str) -> None:
         if self.layer is not None:
@@ -456,11 +508,12 @@ class TurnRecorder:
         before the snapshot, which covers them, and every other viewer as usual)."""
         assert self.layer is not None
         async with self._lock:
-            # Rendered before any wait: deltas arriving meanwhile are held for the next frame, not this one.
-            held = self._held_take()
+            # What is held goes to every viewer first. Everything is rendered before any wait: deltas
+            # arriving meanwhile are held for the next frame, not this one.
+            frames = self._held_frames()
             snapshot = rendering.snapshot_frame(self.state)
-            if held is not None:
-                await self._broadcast(held)
+            for frame in frames:
+                await self._broadcast(frame)
             await self.layer.send(
                 reply_channel, {"type": "chat.snapshot", "turn": self.turn_id, "text": snapshot}
             )
@@ -532,6 +585,19 @@ class TurnRecorder:
             await self._flush()
         except Exception:
             logger.exception("turn %s: its final state could not be saved", self.turn_id)
+
+
+def _parts_for(event: FusionEvent) -> tuple[Part, ...]:
+    """The parts of the turn an event changes besides the progress line (which every event may change)."""
+    if isinstance(event, SeatStarted | SeatDone | SeatFailed):
+        return (("column", event.seat),)
+    if isinstance(event, SeatToolCall | SeatToolResult):
+        return (("tools", event.seat),)
+    if isinstance(event, AnalysisStarted | AnalysisDone | AnalysisFailed):
+        return (("analysis", 0),)
+    if isinstance(event, FinalStarted | FinalDone):
+        return (("final", 0),)
+    return ()
 
 
 def usage_estimate(*, prompt_chars: int, completion_chars: int) -> Usage:

@@ -17,6 +17,8 @@ from asgiref.sync import sync_to_async
 from apps.chat.models import PanelAnswer, Turn
 from apps.chat.recorder import TurnRecorder, recorder_for
 from apps.fusion.schemas import (
+    FinalDelta,
+    FinalStarted,
     RunDone,
     RunFailed,
     RunStarted,
@@ -129,8 +131,10 @@ async def test_deltas_within_the_window_reach_the_socket_as_one_frame_one_delta_
     texts = Reassembler(strict=True)
     texts.apply(snapshot)
     feed.put(SeatStarted(seat=1, model="demo/atlas"), SeatStarted(seat=2, model="demo/birch"))
-    for _ in range(2):
-        texts.apply(await viewer.receive_until(lambda f: f["type"] == "html"))
+    # Both seats started within one window: one frame renders both columns.
+    started = await viewer.receive_until(lambda f: f["type"] == "html")
+    texts.apply(started)
+    assert all(f'id="turn-{turn.pk}-seat-{seat}"' in started["html"] for seat in (1, 2))
 
     loop = asyncio.get_running_loop()
     burst_at = loop.time()
@@ -162,7 +166,13 @@ async def test_held_deltas_go_out_before_a_snapshot_and_any_other_frame_and_the_
 ) -> None:
     settings.CHAT_DELTA_WINDOW_SECONDS = 30  # far past the test's timeouts: only the rule can send them
     feed = EventFeed()
-    turn, recorder, viewer, snapshot = await recording(room, feed)
+    viewer = await room.open()
+    turn = await turn_make(room)
+    recorder = TurnRecorder(turn=turn)
+    await recorder.start(feed.events())
+    # The new turn itself is held for the window too: asking for it sends it.
+    await viewer.send({"type": "resync", "turn": turn.pk})
+    snapshot = await viewer.receive_until(lambda f: f["type"] == "snapshot" and f["turn"] == turn.pk)
     seen = Reassembler(strict=True)
     seen.apply(snapshot)
     feed.put(SeatStarted(seat=1, model="demo/atlas"), SeatDelta(seat=1, text="Hello ", offset=0))
@@ -180,8 +190,17 @@ async def test_held_deltas_go_out_before_a_snapshot_and_any_other_frame_and_the_
     deltas = await viewer.receive_until(lambda f: f["type"] == "deltas")
     seen.apply(deltas)
     assert deltas_of(deltas) == [{"turn": turn.pk, "seat": 1, "offset": 0, "text": "Hello "}]
+    # Then the seat's start, rendered after the deltas it covers.
+    seen.apply(await viewer.receive_until(lambda f: f["type"] == "html"))
 
     feed.put(SeatDelta(seat=1, text="world", offset=6), seat_done(1, "Hello world"))
+
+    async def finished() -> bool:
+        return recorder.state.seat(1).status == "done"
+
+    await wait_for(finished)
+    # A snapshot asked for sends everything held to every viewer first: the deltas, then the finished column.
+    await late.send({"type": "resync", "turn": turn.pk})
     for socket, texts in ((viewer, seen), (late, joined)):
         frames: list[dict[str, Any]] = []
 
@@ -264,3 +283,112 @@ async def test_a_run_whose_source_raises_ends_interrupted_for_viewers_subscriber
     assert end["status"] == "interrupted"
     saved = await sync_to_async(Turn.objects.get)(pk=turn.pk)
     assert saved.status == Turn.Status.INTERRUPTED and "RuntimeError" in saved.error_message
+
+
+async def test_a_new_turn_first_shows_as_one_snapshot_with_the_seats_that_started_in_its_window(
+    room: Room, settings: Any
+) -> None:
+    settings.CHAT_DELTA_WINDOW_SECONDS = 30  # the window ends when the test asks for a snapshot
+    feed = EventFeed()
+    viewer = await room.open()
+    turn = await turn_make(room)
+    recorder = TurnRecorder(turn=turn)
+    await recorder.start(feed.events())
+    feed.put(
+        RunStarted(seats=[], judge="demo/judge", writer="demo/writer"),
+        SeatStarted(seat=1, model="demo/atlas"),
+        SeatStarted(seat=2, model="demo/birch"),
+        SeatDelta(seat=1, text="Early", offset=0),
+    )
+
+    async def applied() -> bool:
+        return recorder.state.seat(1).buffer.length == 5
+
+    await wait_for(applied)
+    await viewer.send({"type": "resync", "turn": turn.pk})
+    first = await viewer.receive_until(lambda f: f.get("turn") == turn.pk)
+
+    # No fragment, no delta for a turn the page does not have yet: the snapshot covers them all.
+    assert first["type"] == "snapshot" and first["status"] == "running"
+    assert first["html"].count('data-status="streaming"') == 2
+    texts = Reassembler(strict=True)
+    texts.apply(first)
+    assert texts.texts["seat-1"] == "Early"
+    await viewer.receive_until(lambda f: f["type"] == "snapshot")  # the reply to the resync itself
+    feed.put(SeatDelta(seat=1, text=" and on", offset=5), RunDone(totals=Totals()))
+    later = []
+
+    def until_end(frame: dict[str, Any]) -> bool:
+        later.append(frame["type"])
+        texts.apply(frame)
+        return turn_ended(turn.pk)(frame)
+
+    await viewer.receive_until(until_end)
+    assert later == ["deltas", "snapshot"] and texts.texts["seat-1"] == "Early and on"
+    await ended(recorder)
+    await viewer.close()
+
+
+async def test_seats_finishing_within_one_window_are_one_frame_rendered_once(
+    room: Room, settings: Any
+) -> None:
+    settings.CHAT_DELTA_WINDOW_SECONDS = 30  # the window ends when the test asks for a snapshot
+    feed = EventFeed()
+    viewer = await room.open()
+    turn = await turn_make(room)
+    recorder = TurnRecorder(turn=turn)
+    await recorder.start(feed.events())
+    feed.put(*(SeatStarted(seat=seat, model="demo/atlas") for seat in (1, 2, 3)))
+    await viewer.send({"type": "resync", "turn": turn.pk})
+    await viewer.receive_until(lambda f: f["type"] == "snapshot" and f["turn"] == turn.pk)
+    await viewer.receive_until(lambda f: f["type"] == "snapshot" and f["turn"] == turn.pk)
+    feed.put(*(seat_done(seat, f"Answer {seat}") for seat in (1, 2, 3)))
+
+    async def finished() -> bool:
+        return recorder.state.seats_finished == 3
+
+    await wait_for(finished)
+    await viewer.send({"type": "resync", "turn": turn.pk})
+    done = await viewer.receive_until(lambda f: f["type"] in ("html", "snapshot"))
+
+    assert done["type"] == "html" and done["html"].count('data-status="done"') == 3
+    assert done["html"].count('class="progress"') == 1 and "panel 3/3 done" in done["html"]
+    feed.put(RunDone(totals=Totals()))
+    await viewer.receive_until(turn_ended(turn.pk))
+    await ended(recorder)
+    await viewer.close()
+
+
+async def test_the_fused_answer_has_its_place_on_the_page_before_its_first_delta(
+    room: Room, settings: Any
+) -> None:
+    settings.CHAT_DELTA_WINDOW_SECONDS = 0.3
+    feed = EventFeed()
+    turn, recorder, viewer, snapshot = await recording(room, feed)
+    texts = Reassembler(strict=True)
+    texts.apply(snapshot)
+    feed.put(
+        SeatStarted(seat=1, model="demo/atlas"),
+        SeatDelta(seat=1, text="Panel", offset=0),
+        seat_done(1, "Panel"),
+        FinalStarted(model="demo/writer"),
+        FinalDelta(text="Fused", offset=0),
+        FinalDelta(text=" answer", offset=5),
+    )
+    frames: list[dict[str, Any]] = []
+
+    def until_final(frame: dict[str, Any]) -> bool:
+        frames.append(frame)
+        texts.apply(frame)
+        return any(delta.get("final") for delta in deltas_of(frame))
+
+    await viewer.receive_until(until_final)
+
+    # The writer's start went out at once, with the final's live text, before any of its deltas.
+    started = next(i for i, f in enumerate(frames) if f["type"] == "html" and "-final-text" in f["html"])
+    first_delta = next(i for i, f in enumerate(frames) if any(d.get("final") for d in deltas_of(f)))
+    assert started < first_delta and texts.texts["final"] == "Fused answer"
+    feed.put(RunDone(totals=Totals()))
+    await viewer.receive_until(turn_ended(turn.pk))
+    await ended(recorder)
+    await viewer.close()

@@ -83,7 +83,10 @@ async def test_cancelling_while_a_paid_judge_works_leaves_the_cost_unknown(
 
     socket = await room.open()
     await socket.send({"type": "send", "prompt": "Quick one", "panel": await sync_to_async(make)()})
-    analysing = await socket.receive_until(lambda f: f["type"] == "html" and "analysing" in f["html"])
+    # Shown by a fragment, or by the turn's first snapshot when the seat was done within its window.
+    analysing = await socket.receive_until(
+        lambda f: f["type"] in ("html", "snapshot") and "analysing" in f["html"]
+    )
     await socket.send({"type": "cancel", "turn": analysing["turn"]})
     ended = await socket.receive_until(turn_ended(analysing["turn"]), timeout=5)
     await socket.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -21,14 +22,23 @@ async def test_a_failing_seat_shows_failed_with_the_provider_error_and_the_run_g
     room: Room, endpoint: FakeUpstream
 ) -> None:
     endpoint.script("broke", ModelScript(error_status=402, error_message="Insufficient credits on this key"))
-    panel = await sync_to_async(panel_make)(room.user, ["demo/atlas", "fake/broke", "demo/birch"])
+    # The third seat waits for the test after its first words: the failure must show while the run goes on.
+    going_on = threading.Event()
+    endpoint.script("held", ModelScript(holds={1: going_on}))
+    panel = await sync_to_async(panel_make)(room.user, ["demo/atlas", "fake/broke", "fake/held"])
     socket = await room.open()
     await socket.send({"type": "send", "prompt": "Tabs or spaces?", "panel": panel.pk})
     failed_column = await socket.receive_until(
-        lambda f: f["type"] == "html" and 'data-seat="2"' in f["html"] and 'data-status="failed"' in f["html"]
+        lambda f: (
+            f["type"] in ("html", "snapshot")
+            and 'data-seat="2"' in f["html"]
+            and 'data-status="failed"' in f["html"]
+        )
     )
+    assert failed_column["status"] == "running"
     assert "Insufficient credits on this key" in failed_column["html"]
     assert 'data-model="fake/broke"' in failed_column["html"]
+    going_on.set()
     ended = await socket.receive_until(turn_ended())
     await socket.close()
     assert ended["status"] == "done"

@@ -4,6 +4,8 @@ search's price is in the turn's cost."""
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +24,15 @@ PAGES = [
     {"url": "https://redis.io/docs/", "title": "Redis docs", "content": "An in-memory store."},
     {"url": "https://memcached.org/", "title": "Memcached"},
 ]
+# Cites the pages after its first content chunk.
+SEARCHER = ModelScript(
+    text="Redis suits most small teams.",
+    citations=PAGES,
+    citations_after=0,
+    searches=1,
+    cost=0.002,
+    comments=False,
+)
 
 
 @pytest.fixture
@@ -41,17 +52,7 @@ def openrouter(settings: Any, fake_upstream: FakeUpstream) -> Iterator[FakeUpstr
         for model in ("vendor/searcher", "vendor/judge", "vendor/writer")
     ]
     reset_catalog()
-    fake_upstream.script(
-        "vendor/searcher",
-        ModelScript(
-            text="Redis suits most small teams.",
-            citations=PAGES,
-            citations_after=0,
-            searches=1,
-            cost=0.002,
-            comments=False,
-        ),
-    )
+    fake_upstream.script("vendor/searcher", SEARCHER)
     fake_upstream.script("vendor/judge", ModelScript(cost=0.001, comments=False))
     fake_upstream.script("vendor/writer", ModelScript(text="Pick Redis.", cost=0.001, comments=False))
     yield fake_upstream
@@ -77,14 +78,23 @@ def _cites(fragment: str) -> bool:
 async def test_a_panel_model_searches_on_openrouter_and_its_column_shows_the_cited_pages(
     room: Room, openrouter: FakeUpstream
 ) -> None:
+    # The answer waits for the test before its first words (so the turn's first snapshot cannot show the
+    # pages yet), and again after them, past the citations (so the pages must show while it streams).
+    go, release = threading.Event(), threading.Event()
+    openrouter.script("vendor/searcher", dataclasses.replace(SEARCHER, holds={0: go, 1: release}))
     panel = await sync_to_async(_panel)(room.user)
     socket = await room.open()
     await socket.send({"type": "send", "prompt": "Which cache should a small team pick?", "panel": panel.pk})
+    started = await socket.receive_until(lambda frame: frame["type"] == "snapshot")
+    assert started["status"] == "running" and not _cites(started["html"])
+    go.set()
 
     shown = await socket.receive_until(
-        lambda frame: frame["type"] == "html" and _cites(frame.get("html", ""))
+        lambda frame: frame["type"] in ("html", "snapshot") and _cites(frame.get("html", ""))
     )
+    assert shown["status"] == "running", "shown live, while the answer streams"
     assert "-seat-1-tools" in shown["html"] and "Memcached" in shown["html"]
+    release.set()
     ended = await socket.receive_until(turn_ended())
     await socket.close()
 

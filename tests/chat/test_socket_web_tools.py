@@ -3,7 +3,9 @@ refused address is explained while the run goes on."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import threading
 from typing import Any
 
 import pytest
@@ -11,7 +13,9 @@ from asgiref.sync import sync_to_async
 from django.test import Client
 
 from apps.chat.models import PanelAnswer
-from tests.chat.conftest import Room, panel_make, session_cookie, turn_ended
+from apps.chat.recorder import TurnRecorder
+from apps.fusion.schemas import RunDone, SeatStarted, SeatToolCall, SeatToolResult, Totals
+from tests.chat.conftest import EventFeed, Room, panel_make, session_cookie, turn_ended, turn_make
 from tests.fakes.upstream import FakeUpstream, ModelScript, RecordedRequest
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -40,9 +44,15 @@ def endpoint(endpoint: FakeUpstream, settings: Any) -> FakeUpstream:
 
 
 def tool_line(status: str) -> Any:
+    """A frame the page swaps in (an ``html`` frame, or a snapshot) showing the fetch with this status."""
+
     def check(frame: dict[str, Any]) -> bool:
         fragment = frame.get("html", "")
-        return frame["type"] == "html" and 'data-tool="web_fetch"' in fragment and status in fragment
+        return (
+            frame["type"] in ("html", "snapshot")
+            and 'data-tool="web_fetch"' in fragment
+            and status in fragment
+        )
 
     return check
 
@@ -50,15 +60,30 @@ def tool_line(status: str) -> Any:
 async def test_a_refused_fetch_shows_in_the_column_and_the_seat_still_answers(
     room: Room, endpoint: FakeUpstream
 ) -> None:
+    # Both of the seat's replies wait for the test: the first (which asks for the fetch) until the turn's
+    # first snapshot is out, which so cannot show the call yet; the second (its answer after the tool's
+    # reply) until the refusal has shown, while the run is certainly still going.
+    asking, answering = threading.Event(), threading.Event()
+
+    def held_reader(request: RecordedRequest) -> ModelScript:
+        script = reader(request)
+        return dataclasses.replace(script, holds={0: asking if script.tool_calls else answering})
+
+    endpoint.script("reader", held_reader)
     panel = await sync_to_async(panel_make)(room.user, ["demo/atlas", "fake/reader"])
     socket = await room.open()
     await socket.send({"type": "send", "prompt": "What is on that page?", "panel": panel.pk})
+    started = await socket.receive_until(lambda frame: frame["type"] == "snapshot")
+    assert started["status"] == "running" and 'data-tool="web_fetch"' not in started["html"]
+    asking.set()
 
-    running = await socket.receive_until(tool_line('data-tool-status="running"'))
-    assert 'id="turn-' in running["html"] and "-seat-2-tools" in running["html"]
-    assert "169.254.169.254/latest/meta-data/" in running["html"]
+    # The call and its refusal come within one window of frames: the page shows the line as refused at once
+    # (that a line shows running until its result comes is shown step by step below).
     refused = await socket.receive_until(tool_line('data-tool-status="failed"'))
-    assert "refused" in refused["html"]
+    assert refused["status"] == "running", "shown live, while the seat is still to answer"
+    assert 'id="turn-' in refused["html"] and "-seat-2-tools" in refused["html"]
+    assert "169.254.169.254/latest/meta-data/" in refused["html"] and "refused" in refused["html"]
+    answering.set()
     ended = await socket.receive_until(turn_ended())
     await socket.close()
 
@@ -71,6 +96,37 @@ async def test_a_refused_fetch_shows_in_the_column_and_the_seat_still_answers(
     assert answer.status == "done" and answer.content.endswith("here is what I know.")
     assert [(call["name"], call["status"]) for call in answer.tool_calls] == [("web_fetch", "failed")]
     assert answer.sources == []
+
+
+async def test_a_tool_line_shows_running_until_its_result_then_the_result(room: Room) -> None:
+    # Fed step by step, each step waited for: the running line is a frame of its own, not a race with the
+    # engine (which refuses an address at once).
+    feed = EventFeed()
+    turn = await turn_make(room)
+    socket = await room.open()
+    recorder = TurnRecorder(turn=turn)
+    await recorder.start(feed.events())
+    await socket.receive_until(lambda f: f["type"] == "snapshot" and f["turn"] == turn.pk)
+    feed.put(SeatStarted(seat=2, model="demo/birch"))
+    await socket.receive_until(lambda f: f["type"] == "html" and 'data-seat="2"' in f["html"])
+
+    feed.put(SeatToolCall(seat=2, call_id="c1", name="web_fetch", detail=METADATA_URL))
+    running = await socket.receive()
+    assert tool_line('data-tool-status="running"')(running) and running["type"] == "html"
+    # Only the seat's tool list is swapped, not its column, whose text may be streaming in.
+    assert f'id="turn-{turn.pk}-seat-2-tools"' in running["html"]
+    assert f'id="turn-{turn.pk}-seat-2-text"' not in running["html"]
+    assert METADATA_URL in running["html"] and "Reading" in running["html"]
+
+    refusal = "refused: the address is a cloud metadata endpoint"
+    feed.put(SeatToolResult(seat=2, call_id="c1", name="web_fetch", ok=False, detail=refusal))
+    failed = await socket.receive()
+    assert tool_line('data-tool-status="failed"')(failed) and failed["type"] == "html"
+    assert 'data-tool-status="running"' not in failed["html"] and refusal in failed["html"]
+
+    feed.put(RunDone(totals=Totals()))
+    await socket.receive_until(turn_ended(turn.pk))
+    await socket.close()
 
 
 async def test_the_tool_calls_are_still_there_after_a_reload(room: Room, endpoint: FakeUpstream) -> None:

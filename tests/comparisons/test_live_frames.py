@@ -11,17 +11,24 @@ from django.urls import reverse
 
 from apps.comparisons.models import BaselineChoice, Comparison
 from apps.comparisons.services import baseline_tasks
-from tests.chat.conftest import Room, turn_ended
+from tests.chat.conftest import Room, held_panel, turn_ended
+from tests.fakes.upstream import FakeUpstream
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-async def test_a_sent_turn_with_the_option_on_ends_with_a_slot_that_loads_its_comparison(room: Room) -> None:
-    await sync_to_async(BaselineChoice.objects.create)(user_id=room.user.pk, panel=room.panel, enabled=True)
+async def test_a_sent_turn_with_the_option_on_ends_with_a_slot_that_loads_its_comparison(
+    room: Room, endpoint: FakeUpstream
+) -> None:
+    # The seat waits for the test after its first words: the turn's first snapshot is certainly of a
+    # running turn (a run of models without a pause may end within that snapshot's window).
+    panel, (release,) = await held_panel(room, endpoint, 1)
+    await sync_to_async(BaselineChoice.objects.create)(user_id=room.user.pk, panel=panel, enabled=True)
     socket = await room.open()
     try:
-        await socket.send({"type": "send", "prompt": "Tea or coffee?", "panel": room.panel.pk})
+        await socket.send({"type": "send", "prompt": "Tea or coffee?", "panel": panel.pk})
         first = await socket.receive_until(lambda frame: frame.get("type") == "snapshot")
+        release.set()
         ended = await socket.receive_until(turn_ended())
     finally:
         await socket.close()
