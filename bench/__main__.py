@@ -13,6 +13,7 @@ import time
 SECTIONS: list[tuple[str, str]] = [
     ("engine", "bench.engine"),
     ("load", "bench.load"),
+    ("measures", "bench.measures"),
     ("relay", "bench.relay"),
     ("floor", "bench.floor"),
     ("markdown", "bench.markdown"),

@@ -15,7 +15,12 @@ For each size it starts
   steady pace;
 - the server: one Daphne process on a fresh SQLite database, or the supervisor and its workers (all of
   them have accepted a connection before the clients start);
-- N WebSocket clients, one per conversation, which all send their prompt at once and read until the turn ends.
+- N WebSocket clients, one per conversation, which all send their prompt at once and read until the turn ends
+  (the worst case: every run starts, and its seats finish, in the same few milliseconds). The ``sqlite``
+  set-up also runs ``SPREAD_SIZE`` runs whose prompts arrive at random moments over ``SPREAD_S`` seconds, as
+  people's do (``--spread`` sets that for every size).
+
+The server runs as deployed: ``DEBUG`` off (no query log).
 
 Printed: tokens relayed per second (text deltas reaching the clients), the delay from a token leaving the
 upstream to reaching its client (p50/p99/max), errors (error frames, turns not done, broken sockets), the
@@ -44,6 +49,7 @@ import contextlib
 import functools
 import json
 import os
+import random
 import re
 import socket
 import subprocess
@@ -73,6 +79,11 @@ SETUPS = ("sqlite", "postgres")
 # a burst favour whichever worker wakes first (it accepts every one waiting), while connections made one after
 # another go to one worker or the other at random (10 sockets: from 3 + 7 to 7 + 3 here).
 CONNECTS_AT_ONCE = 1
+# Seconds over which the prompts are sent (``--spread``); 0: every prompt in the same millisecond.
+ARRIVAL_SPREAD_S = 0.0
+# The extra figure of the sqlite set-up: this many runs arriving over this many seconds.
+SPREAD_SIZE = 50
+SPREAD_S = 1.0
 WORKERS = (1, 2)
 RUN_TIMEOUT_S = 120.0
 STAMP = re.compile(r"\u27e6(\d+\.\d+)\u27e7")
@@ -86,6 +97,8 @@ class Result:
     wall_s: float = 0.0
     tokens: int = 0
     chunks: int = 0
+    # WebSocket frames carrying text deltas (one may carry several columns' deltas).
+    frames: int = 0
     delays_ms: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     done: int = 0
@@ -113,7 +126,8 @@ class Result:
         worst = max(delays, default=float("nan"))
         return (
             f"{self.size:>4} concurrent runs: {self.done}/{self.size} done in {self.wall_s:.1f} s, "
-            f"{self.tokens:,} tokens relayed ({rate:,.0f}/s); upstream->client delay "
+            f"{self.tokens:,} tokens relayed ({rate:,.0f}/s) in {self.frames:,} frames; "
+            "upstream->client delay "
             f"p50 {pct(0.50):.1f} ms, p99 {pct(0.99):.1f} ms, max {worst:.1f} ms; "
             f"errors {len(self.errors)}; Daphne peak memory {self.peak_rss_mb:.0f} MiB, "
             f"CPU {self.cpu_s:.1f} s{self._split()} ({self.cpu_s / max(self.chunks, 1) * 1e6:.0f} us per "
@@ -150,10 +164,12 @@ def _serve_upstream(port: int, tokens_per_chunk: int) -> None:
         chunk_words=tokens_per_chunk,
         comments=False,
     )
+    # The judge's reply (an analysis made from the prompt) at the same pace as every other answer.
+    judge = fake.ModelScript(tokens_per_s=TOKENS_PER_S, chunk_words=tokens_per_chunk, comments=False)
     upstream = fake.FakeUpstream(
         port=port,
         path_prefix="/v1",
-        scripts={"a": answer, "b": answer, "c": answer, "writer": answer},
+        scripts={"a": answer, "b": answer, "c": answer, "judge": judge, "writer": answer},
         default=fake.ModelScript(comments=False),
     )
 
@@ -247,6 +263,7 @@ class _Start:
     open."""
 
     expected: int
+    spread_s: float = 0.0
     opening: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(CONNECTS_AT_ONCE))
     all_open: asyncio.Event = field(default_factory=asyncio.Event)
     go: asyncio.Event = field(default_factory=asyncio.Event)
@@ -283,6 +300,9 @@ async def _client(url: str, origin: str, cookie: str, panel: int, result: Result
                 result.errors.append(f"first frame {hello.get('type')}")
                 return
             await start.go.wait()
+            if start.spread_s:
+                # Arrivals spread evenly over the first ``spread_s`` seconds, in random order.
+                await asyncio.sleep(random.random() * start.spread_s)
             await ws.send(json.dumps({"type": "send", "prompt": PROMPT, "panel": panel}))
             async with asyncio.timeout(RUN_TIMEOUT_S):
                 async for raw in ws:
@@ -290,6 +310,7 @@ async def _client(url: str, origin: str, cookie: str, panel: int, result: Result
                     frame = json.loads(raw)
                     kind = frame.get("type")
                     if kind == "deltas":
+                        result.frames += 1
                         for delta in frame["deltas"]:
                             text = delta["text"]
                             for stamp in STAMP.findall(text):
@@ -309,10 +330,12 @@ async def _client(url: str, origin: str, cookie: str, panel: int, result: Result
         result.errors.append(f"{type(exc).__name__}: {exc}")
 
 
-async def _drive(base: str, prepared: dict[str, Any], result: Result, pids: list[int]) -> None:
+async def _drive(
+    base: str, prepared: dict[str, Any], result: Result, pids: list[int], spread_s: float
+) -> None:
     """Open every socket first, then send every prompt at once: the runs, not the handshakes, are the load."""
     origin = base.replace("ws://", "http://")
-    start = _Start(expected=len(prepared["ids"]))
+    start = _Start(expected=len(prepared["ids"]), spread_s=spread_s)
     cpu_started = time.process_time()
     clients = [
         asyncio.create_task(
@@ -362,7 +385,12 @@ def _worker_pids(server: subprocess.Popen[bytes], port: int, workers: int | None
 
 
 def _scenario(
-    size: int, env: dict[str, str], upstream_port: int, upstream_pid: int, workers: int | None = None
+    size: int,
+    env: dict[str, str],
+    upstream_port: int,
+    upstream_pid: int,
+    workers: int | None = None,
+    spread_s: float | None = None,
 ) -> Result:
     prepared = json.loads(
         subprocess.run(
@@ -383,7 +411,8 @@ def _scenario(
             pids = _worker_pids(server, port, workers)
             cpu_before = [_cpu_seconds(pid) for pid in pids]
             upstream_cpu = _cpu_seconds(upstream_pid)
-            asyncio.run(_drive(f"ws://127.0.0.1:{port}", prepared, result, pids))
+            spread = ARRIVAL_SPREAD_S if spread_s is None else spread_s
+            asyncio.run(_drive(f"ws://127.0.0.1:{port}", prepared, result, pids, spread))
             result.upstream_cpu_s = _cpu_seconds(upstream_pid) - upstream_cpu
             result.peak_rss_mb = max(_peak_rss_mb(pid) for pid in pids)
             result.worker_cpu_s = [_cpu_seconds(pid) - cpu for pid, cpu in zip(pids, cpu_before, strict=True)]
@@ -416,10 +445,14 @@ def _measure(
     chunks_per_s: float,
     results: dict[int, Result],
     workers: int | None = None,
+    spread_s: float | None = None,
 ) -> Result:
     load_before = os.getloadavg()[0]
-    print(f"  [{size} runs: {size * chunks_per_s:,.0f} chunks/s demanded]", flush=True)
-    result = results[size] = _scenario(size, env, *upstream, workers=workers)
+    arrivals = f", prompts arriving over {spread_s:g} s" if spread_s else ""
+    print(f"  [{size} runs: {size * chunks_per_s:,.0f} chunks/s demanded{arrivals}]", flush=True)
+    result = _scenario(size, env, *upstream, workers=workers, spread_s=spread_s)
+    if spread_s is None:
+        results[size] = result
     _report(result, load_before)
     return result
 
@@ -479,9 +512,12 @@ def _workload(per_chunk: int, server: str) -> float:
 
 
 def _bench_env(**settings: str) -> dict[str, str]:
+    """The server as deployed (``DEBUG`` off: no query log, no template debugging), on plain HTTP."""
     return {
         **os.environ,
-        "DEBUG": "1",
+        "DEBUG": "0",
+        "SECRET_KEY": "bench-secret-key-used-by-nothing-else-0123456789abcdef",
+        "SECURE_SSL_REDIRECT": "0",
         "PROVIDER_MAX_RETRIES": "0",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "LOG_LEVEL": "WARNING",
@@ -514,6 +550,8 @@ def run_sqlite(sizes: tuple[int, ...], *, tokens_per_chunk: tuple[int, ...], cap
                 )
                 for size in sizes:
                     measure(size)
+                if per_chunk == TOKENS_PER_CHUNK and not ARRIVAL_SPREAD_S:
+                    measure(SPREAD_SIZE, spread_s=SPREAD_S)
                 if capacity:
                     _capacity(measure, sizes, results)
 
@@ -584,6 +622,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--no-capacity", action="store_true", help="skip the capacity search")
     parser.add_argument(
+        "--spread",
+        type=float,
+        default=0.0,
+        help="send the prompts at random moments over this many seconds (default 0: all at once)",
+    )
+    parser.add_argument(
         "--setups", nargs="+", choices=SETUPS, default=list(SETUPS), help="set-ups to run (default: both)"
     )
     parser.add_argument(
@@ -596,6 +640,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--upstream", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--prepare", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    global ARRIVAL_SPREAD_S  # one run's setting, read by every scenario of it
+    ARRIVAL_SPREAD_S = args.spread
     if args.upstream:
         _serve_upstream(args.upstream, args.tokens_per_chunk[0])
     elif args.prepare:

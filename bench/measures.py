@@ -1,0 +1,93 @@
+"""The server's speed measures, each priced in the same run: the load with all of them on, then with each
+off.
+
+``python -m bench --only measures``. The load section's chatroom load (``bench/load.py``: one Daphne on
+SQLite, the loopback upstream in its own process, 3 seats + judge + writer per run, 1 token per chunk) at 50
+and 200 concurrent runs, once as shipped and once with each measure off:
+
+- every measure of ``apps/core/speed.py`` (switched off through ``SPEED_MEASURES_OFF``);
+- the recorder's window (``CHAT_DELTA_WINDOW_SECONDS`` 0 instead of 10 ms): deltas and changed parts of a turn
+  then go out as soon as the recorder is idle, rather than gathered for up to 10 ms.
+
+Variants run in interleaved rounds (the order reversed every other round) so that a busy machine weighs on
+each alike; medians are printed: Daphne's CPU per relayed chunk and the upstream->client p99 at each size,
+with their ratios to the shipped server. The flusher backs off when its writes are slow, so past saturation
+(200 runs) a slower flusher shows as staler saved text and a longer tail rather than as more CPU. The measures
+of the provider client are priced by ``bench/floor.py``, the channel layer's and the consumer's by
+``bench/relay.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+from pathlib import Path
+
+from bench.load import Result, _bench_env, _migrate, _scenario, _upstream
+from fusionroom.env import env_int
+
+SIZES = (50, 200)
+ROUNDS = env_int("BENCH_MEASURE_ROUNDS", 2, minimum=1)
+SHIPPED = "as shipped"
+
+
+def _variants() -> dict[str, dict[str, str]]:
+    from apps.core.speed import MEASURES
+
+    variants: dict[str, dict[str, str]] = {SHIPPED: {}}
+    for name, what in MEASURES.items():
+        variants[f"{name} off: {what}"] = {"SPEED_MEASURES_OFF": name}
+    window = "window off: deltas and changed parts go out once the recorder is idle, not gathered for 10 ms"
+    variants[window] = {"CHAT_DELTA_WINDOW_SECONDS": "0"}
+    return variants
+
+
+def _cpu_per_chunk_us(result: Result) -> float:
+    return result.cpu_s / max(result.chunks, 1) * 1e6
+
+
+def _medians(results: list[Result]) -> tuple[float, float]:
+    """CPU per relayed chunk (us) and p99 (ms), the medians of the rounds."""
+    return (
+        statistics.median(_cpu_per_chunk_us(r) for r in results),
+        statistics.median(r.p99() for r in results),
+    )
+
+
+def run(sizes: tuple[int, ...] = SIZES, rounds: int = ROUNDS) -> None:
+    variants = _variants()
+    results: dict[str, dict[int, list[Result]]] = {name: {size: [] for size in sizes} for name in variants}
+    print(
+        f"chatroom load, one Daphne on SQLite, 1 token per chunk, {' and '.join(map(str, sizes))} runs; "
+        f"{rounds} rounds interleaved, medians"
+    )
+    with tempfile.TemporaryDirectory(prefix="fusionroom-measures-") as tmp:
+        env = _bench_env(DATABASE_URL=f"sqlite:///{Path(tmp) / 'measures.sqlite3'}")
+        env.pop("REDIS_URL", None)
+        _migrate(env)
+        with _upstream(env, 1) as upstream:
+            for round_ in range(rounds):
+                order = list(variants) if round_ % 2 == 0 else list(reversed(variants))
+                for name in order:
+                    for size in sizes:
+                        result = _scenario(size, {**env, **variants[name]}, *upstream)
+                        results[name][size].append(result)
+                        errors = f", {len(result.errors)} errors" if result.errors else ""
+                        print(
+                            f"  round {round_ + 1}, {name.split(':')[0]}, {size} runs: "
+                            f"{_cpu_per_chunk_us(result):.0f} us per chunk, "
+                            f"p99 {result.p99():.1f} ms{errors}",
+                            flush=True,
+                        )
+    base = {size: _medians(results[SHIPPED][size]) for size in sizes}
+    for name in variants:
+        parts = []
+        for size in sizes:
+            cpu, p99 = _medians(results[name][size])
+            part = f"{size} runs: {cpu:.0f} us per chunk, p99 {p99:.1f} ms"
+            if name != SHIPPED:
+                part += f" (x{cpu / base[size][0]:.2f} CPU, x{p99 / base[size][1]:.2f} p99 of shipped)"
+            parts.append(part)
+        print(f"{name}\n    " + "; ".join(parts))
+    print(f"  (load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} CPUs)")
