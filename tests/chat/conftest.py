@@ -9,7 +9,7 @@ import re
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -22,6 +22,9 @@ from apps.chat.models import Conversation, Turn
 from apps.chat.services import conversation_create, turn_create
 from apps.panels.models import Panel, PanelMember
 from tests.fakes.upstream import FakeUpstream, ModelScript
+
+if TYPE_CHECKING:
+    from apps.chat.recorder import TurnRecorder
 
 ORIGIN = b"http://localhost"
 # The Host a browser on ORIGIN sends: the socket's origin check compares the two (apps/chat/origin.py).
@@ -220,6 +223,19 @@ class EventFeed:
                 yield event
         finally:
             self.closed = True
+
+
+async def recording(room: Room, feed: EventFeed) -> tuple[Turn, TurnRecorder, Socket, dict[str, Any]]:
+    """A viewer on ``room``, then a turn recorded from ``feed`` (its ``TurnRecorder``); the viewer's first
+    snapshot of it, which comes before anything the test feeds after this returns."""
+    from apps.chat.recorder import TurnRecorder
+
+    viewer = await room.open()
+    turn = await turn_make(room)
+    recorder = TurnRecorder(turn=turn)
+    await recorder.start(feed.events())
+    snapshot = await viewer.receive_until(lambda f: f["type"] == "snapshot" and f["turn"] == turn.pk)
+    return turn, recorder, viewer, snapshot
 
 
 async def turn_make(room: Room, prompt: str = "Recorded") -> Turn:

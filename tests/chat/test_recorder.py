@@ -36,6 +36,7 @@ from tests.chat.conftest import (
     Room,
     Socket,
     deltas_of,
+    recording,
     turn_ended,
     turn_make,
     wait_for,
@@ -70,14 +71,24 @@ def seat_done(seat: int, content: str) -> SeatDone:
     return SeatDone(seat=seat, model="demo/atlas", content=content, usage=Usage(), timings=Timings())
 
 
-async def recording(room: Room, feed: EventFeed) -> tuple[Turn, TurnRecorder, Socket, dict[str, Any]]:
-    """A viewer on ``room``, then a turn recorded from ``feed``; the viewer's first snapshot of it."""
+async def recording_held(room: Room, settings: Any) -> tuple[EventFeed, Turn, TurnRecorder, Socket]:
+    """A viewer on ``room``, then a turn recorded from a feed with a window far past the test's timeouts:
+    what is held goes out only when a snapshot is asked for (or the turn ends), never on a timer."""
+    settings.CHAT_DELTA_WINDOW_SECONDS = 30
+    feed = EventFeed()
     viewer = await room.open()
     turn = await turn_make(room)
     recorder = TurnRecorder(turn=turn)
     await recorder.start(feed.events())
-    snapshot = await viewer.receive_until(lambda f: f["type"] == "snapshot" and f["turn"] == turn.pk)
-    return turn, recorder, viewer, snapshot
+    return feed, turn, recorder, viewer
+
+
+async def run_end(feed: EventFeed, turn: Turn, recorder: TurnRecorder, viewer: Socket) -> None:
+    """End the fed run; once the viewer saw it end and the recording is over, close the viewer."""
+    feed.put(RunDone(totals=Totals()))
+    await viewer.receive_until(turn_ended(turn.pk))
+    await ended(recorder)
+    await viewer.close()
 
 
 async def ended(recorder: TurnRecorder) -> None:
@@ -155,21 +166,13 @@ async def test_deltas_within_the_window_reach_the_socket_as_one_frame_one_delta_
         {"turn": turn.pk, "seat": 2, "reasoning": True, "offset": 0, "text": "hmm"},
     ]
     assert texts.texts["seat-1"] == "Alpha one" and texts.texts["seat-2"] == "Beta "
-    feed.put(RunDone(totals=Totals()))
-    await viewer.receive_until(turn_ended(turn.pk))
-    await ended(recorder)
-    await viewer.close()
+    await run_end(feed, turn, recorder, viewer)
 
 
 async def test_held_deltas_go_out_before_a_snapshot_and_any_other_frame_and_the_texts_join_exactly(
     room: Room, settings: Any
 ) -> None:
-    settings.CHAT_DELTA_WINDOW_SECONDS = 30  # far past the test's timeouts: only the rule can send them
-    feed = EventFeed()
-    viewer = await room.open()
-    turn = await turn_make(room)
-    recorder = TurnRecorder(turn=turn)
-    await recorder.start(feed.events())
+    feed, turn, recorder, viewer = await recording_held(room, settings)
     # The new turn itself is held for the window too: asking for it sends it.
     await viewer.send({"type": "resync", "turn": turn.pk})
     snapshot = await viewer.receive_until(lambda f: f["type"] == "snapshot" and f["turn"] == turn.pk)
@@ -288,12 +291,7 @@ async def test_a_run_whose_source_raises_ends_interrupted_for_viewers_subscriber
 async def test_a_new_turn_first_shows_as_one_snapshot_with_the_seats_that_started_in_its_window(
     room: Room, settings: Any
 ) -> None:
-    settings.CHAT_DELTA_WINDOW_SECONDS = 30  # the window ends when the test asks for a snapshot
-    feed = EventFeed()
-    viewer = await room.open()
-    turn = await turn_make(room)
-    recorder = TurnRecorder(turn=turn)
-    await recorder.start(feed.events())
+    feed, turn, recorder, viewer = await recording_held(room, settings)
     feed.put(
         RunStarted(seats=[], judge="demo/judge", writer="demo/writer"),
         SeatStarted(seat=1, model="demo/atlas"),
@@ -332,12 +330,7 @@ async def test_a_new_turn_first_shows_as_one_snapshot_with_the_seats_that_starte
 async def test_seats_finishing_within_one_window_are_one_frame_rendered_once(
     room: Room, settings: Any
 ) -> None:
-    settings.CHAT_DELTA_WINDOW_SECONDS = 30  # the window ends when the test asks for a snapshot
-    feed = EventFeed()
-    viewer = await room.open()
-    turn = await turn_make(room)
-    recorder = TurnRecorder(turn=turn)
-    await recorder.start(feed.events())
+    feed, turn, recorder, viewer = await recording_held(room, settings)
     feed.put(*(SeatStarted(seat=seat, model="demo/atlas") for seat in (1, 2, 3)))
     await viewer.send({"type": "resync", "turn": turn.pk})
     await viewer.receive_until(lambda f: f["type"] == "snapshot" and f["turn"] == turn.pk)
@@ -353,10 +346,7 @@ async def test_seats_finishing_within_one_window_are_one_frame_rendered_once(
 
     assert done["type"] == "html" and done["html"].count('data-status="done"') == 3
     assert done["html"].count('class="progress"') == 1 and "panel 3/3 done" in done["html"]
-    feed.put(RunDone(totals=Totals()))
-    await viewer.receive_until(turn_ended(turn.pk))
-    await ended(recorder)
-    await viewer.close()
+    await run_end(feed, turn, recorder, viewer)
 
 
 async def test_the_fused_answer_has_its_place_on_the_page_before_its_first_delta(
@@ -388,7 +378,4 @@ async def test_the_fused_answer_has_its_place_on_the_page_before_its_first_delta
     started = next(i for i, f in enumerate(frames) if f["type"] == "html" and "-final-text" in f["html"])
     first_delta = next(i for i, f in enumerate(frames) if any(d.get("final") for d in deltas_of(f)))
     assert started < first_delta and texts.texts["final"] == "Fused answer"
-    feed.put(RunDone(totals=Totals()))
-    await viewer.receive_until(turn_ended(turn.pk))
-    await ended(recorder)
-    await viewer.close()
+    await run_end(feed, turn, recorder, viewer)

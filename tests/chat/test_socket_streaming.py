@@ -37,6 +37,7 @@ from tests.chat.conftest import (
     deltas_of,
     held_panel,
     panel_make,
+    recording,
     turn_ended,
     turn_make,
     wait_for,
@@ -232,12 +233,8 @@ async def test_closing_the_socket_does_not_stop_the_run(room: Room, endpoint: Fa
 async def test_reconnecting_mid_run_gets_a_snapshot_then_the_rest_without_loss_or_repeat(room: Room) -> None:
     # The run is fed step by step, so "mid-run" and "while nobody listens" are facts, not a model's pace.
     feed = EventFeed()
-    turn = await turn_make(room)
-    first = await room.open()
-    recorder = TurnRecorder(turn=turn)
-    await recorder.start(feed.events())
     # The new turn reaches the page first (held for a window, it would cover whatever came within it).
-    await first.receive_until(lambda f: f["type"] == "snapshot" and f["turn"] == turn.pk)
+    turn, recorder, first, _snapshot = await recording(room, feed)
     feed.put(SeatStarted(seat=1, model="demo/atlas"), SeatDelta(seat=1, text="Seen live, ", offset=0))
     seen = await first.receive_until(lambda f: bool(deltas_of(f)))
     assert deltas_of(seen) == [{"turn": turn.pk, "seat": 1, "offset": 0, "text": "Seen live, "}]

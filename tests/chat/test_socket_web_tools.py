@@ -13,9 +13,8 @@ from asgiref.sync import sync_to_async
 from django.test import Client
 
 from apps.chat.models import PanelAnswer
-from apps.chat.recorder import TurnRecorder
 from apps.fusion.schemas import RunDone, SeatStarted, SeatToolCall, SeatToolResult, Totals
-from tests.chat.conftest import EventFeed, Room, panel_make, session_cookie, turn_ended, turn_make
+from tests.chat.conftest import EventFeed, Room, panel_make, recording, session_cookie, turn_ended
 from tests.fakes.upstream import FakeUpstream, ModelScript, RecordedRequest
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -102,11 +101,7 @@ async def test_a_tool_line_shows_running_until_its_result_then_the_result(room: 
     # Fed step by step, each step waited for: the running line is a frame of its own, not a race with the
     # engine (which refuses an address at once).
     feed = EventFeed()
-    turn = await turn_make(room)
-    socket = await room.open()
-    recorder = TurnRecorder(turn=turn)
-    await recorder.start(feed.events())
-    await socket.receive_until(lambda f: f["type"] == "snapshot" and f["turn"] == turn.pk)
+    turn, _recorder, socket, _snapshot = await recording(room, feed)
     feed.put(SeatStarted(seat=2, model="demo/birch"))
     await socket.receive_until(lambda f: f["type"] == "html" and 'data-seat="2"' in f["html"])
 
