@@ -300,25 +300,25 @@ class TurnRecorder:
                 else:
                     self._hold((event.seat, isinstance(event, SeatReasoningDelta)), offset, text)
         else:
-            state.apply(event)
-            if status is not None:
-                state.status = status
-            if state.status in TERMINAL_STATUSES:
-                async with self._lock:
+            # Under the lock: a frame being rendered never shows a turn ended before it is saved.
+            async with self._lock:
+                state.apply(event)
+                if status is not None:
+                    state.status = status
+                if state.status in TERMINAL_STATUSES:
                     # The database first: whoever sees the turn end must find it saved. If it cannot be
                     # saved, the viewers still see it end rather than a turn that seems to run for ever.
                     await self._flush_or_log()
                     await self._broadcast_snapshot()
-            else:
-                self._marked.add(("progress", 0))
-                self._marked.update(_parts_for(event))
-                if isinstance(event, FinalStarted):
-                    # It puts the fused answer's live text on the pages: there before its first delta,
-                    # which this pump does not take until the frame is sent.
-                    async with self._lock:
-                        await self._held_broadcast()
                 else:
-                    self._window_open()
+                    self._marked.add(("progress", 0))
+                    self._marked.update(_parts_for(event))
+                    if isinstance(event, FinalStarted):
+                        # It puts the fused answer's live text on the pages: there before its first
+                        # delta, which this pump does not take until the frame is sent.
+                        await self._held_broadcast()
+                    else:
+                        self._window_open()
         for queue in self._subscribers:
             queue.put_nowait(event)
 
