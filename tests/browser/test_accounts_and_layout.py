@@ -72,7 +72,10 @@ def test_the_skip_link_is_the_first_tab_stop_and_moves_focus_to_the_content(page
     page.keyboard.press("Tab")
     skip = page.get_by_role("link", name="Skip to content")
     expect(skip).to_be_focused()
-    assert page.eval_on_selector(".skip-link", "(el) => el.getBoundingClientRect().top") >= 0
+    # It slides into view (a 0.15 s transition): wait for it to arrive rather than read it mid-way.
+    page.wait_for_function(
+        "() => document.querySelector('.skip-link').getBoundingClientRect().top >= 0", timeout=2000
+    )
     page.keyboard.press("Enter")
     assert page.evaluate("() => document.activeElement.id") == "main"
 
