@@ -61,7 +61,9 @@ async def test_a_snapshot_and_a_cancel_cross_instances(room: Room, endpoint: Fak
         seen.apply(frame)
         return len(seen.texts.get("seat-1", "")) > 20
 
-    await starter.receive_until(streamed_some)
+    # The words before the hold may all be in the turn's first snapshot (held for a window, it covers them).
+    if not streamed_some(started):
+        await starter.receive_until(streamed_some)
 
     other = await room.open(app=second_instance())
     assert other.frames[0]["running"] == [turn_id]
