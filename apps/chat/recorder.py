@@ -243,8 +243,7 @@ class TurnRecorder:
         finally:
             _LIVE.pop(self.turn_id, None)
             flusher_leave(self)
-            if self._held_timer is not None:
-                self._held_timer.cancel()
+            self._window_close()
             listener = self._listener
             if listener is not None and self.layer is not None:
                 await listener_stop(self.layer, self.channel, listener)
@@ -336,6 +335,12 @@ class TurnRecorder:
             # The window starts with the first event held: none waits longer than it.
             loop = asyncio.get_running_loop()
             self._held_timer = loop.call_later(self._window, self._held_due)
+
+    def _window_close(self) -> None:
+        """What is held is going out now: the window's timer has nothing left to send."""
+        if self._held_timer is not None:
+            self._held_timer.cancel()
+            self._held_timer = None
 
     def _held_due(self) -> None:
         self._held_timer = None
@@ -472,9 +477,7 @@ class TurnRecorder:
     def _held_frames(self) -> list[str]:
         """Everything held, as frames built now (before any wait): the deltas and the marked parts, or the
         snapshot that is due. Nothing is held any more."""
-        if self._held_timer is not None:
-            self._held_timer.cancel()
-            self._held_timer = None
+        self._window_close()
         if self._snapshot_due:
             return [self._snapshot_take()]
         return [frame for frame in (self._held_take(), self._marked_take()) if frame is not None]
@@ -482,9 +485,7 @@ class TurnRecorder:
     def _snapshot_take(self) -> str:
         """The whole turn, rendered now. It covers the marked parts, which are dropped; and the held deltas
         too, which are dropped only if the pages have not had the turn yet (else they go out first)."""
-        if self._held_timer is not None:
-            self._held_timer.cancel()
-            self._held_timer = None
+        self._window_close()
         if self._snapshot_due:
             self._held.clear()
             self._snapshot_due = False
