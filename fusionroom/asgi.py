@@ -26,6 +26,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from apps.chat.origin import SameOriginValidator  # noqa: E402
 from apps.chat.routing import websocket_urlpatterns  # noqa: E402
 from apps.core.speed import measure_on  # noqa: E402
+from fusionroom.warmup import warm_up  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
@@ -33,6 +34,9 @@ application = ProtocolTypeRouter(
         "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
+
+if measure_on("warm_up"):
+    warm_up()
 
 # Everything loaded so far (Django, the apps, the URL and template machinery) lives as long as the process.
 # Frozen, the garbage collector no longer scans it: a full collection during a run looked at ~150,000

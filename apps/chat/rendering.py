@@ -14,7 +14,7 @@ from typing import Any
 
 from django.template.loader import render_to_string
 
-from apps.chat.state import SeatState, TurnState
+from apps.chat.state import SeatState, TextBuffer, TurnState
 
 
 def _render(template: str, **context: Any) -> str:
@@ -85,3 +85,42 @@ def snapshot_frame(state: TurnState) -> str:
 
 def error_frame(message: str) -> str:
     return frame({"type": "error", "message": message})
+
+
+def warm_up() -> None:
+    """Render every fragment of a sample turn, running and then finished, as the recorder would.
+
+    The first render loads the templates, their tag libraries and what their tags read; done here at
+    start-up (``fusionroom/warmup.py``), it is not done on the event loop while the first runs stream. Call it
+    with an event loop running, as the recorder does: a finished turn's comparison block then stays a slot
+    instead of reading the database.
+    """
+    seat = SeatState(
+        seat=1,
+        model="warm-up/model",
+        name="Warm-up",
+        is_demo=False,
+        status="streaming",
+        buffer=TextBuffer("*Warm*"),
+    )
+    state = TurnState(
+        turn_id=1,
+        conversation_id=1,
+        position=1,
+        prompt="Warm up.",
+        status="running",
+        phase="panel",
+        seats=[seat],
+        judge="warm-up/judge",
+        writer="warm-up/writer",
+        final=TextBuffer("*Warm*"),
+        final_started=True,
+    )
+    turn_html(state)
+    for fragment in (column_html, tools_html):
+        fragment(state, seat)
+    for whole in (analysis_html, final_html, progress_html):
+        whole(state)
+    seat.status, state.final_done = "done", True
+    state.status, state.phase = "done", "finished"
+    turn_html(state)

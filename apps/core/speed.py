@@ -13,6 +13,7 @@ from django.conf import settings
 MEASURES: dict[str, str] = {
     "gc_freeze": "objects loaded at start-up are frozen out of the garbage collector (fusionroom/asgi.py)",
     "flush_batch": "the flusher writes each tick as a few batched statements (apps/chat/flusher.py)",
+    "warm_up": "what the first runs would load on the event loop loads at start-up (fusionroom/warmup.py)",
 }
 
 
