@@ -29,7 +29,9 @@ workers' sum, and each one's share; start-up is left out). The upstream stamps e
 (``x_sent_at``); that field stops at the provider client, so this benchmark's upstream also writes the same
 clock reading into the token text, where the client can read it back. The clients run on the same machine
 (same clock). The CPU time of the upstream and of the clients (this process) is printed too: on a small
-machine they share the cores with Daphne, and a saturated load generator would distort the figures.
+machine they share the cores with Daphne, and a saturated load generator would distort the figures. The
+``postgres`` set-up adds the CPU time of the Redis and PostgreSQL servers, and the share of the cores that
+every process of the run kept busy over its wall time (bursts are busier than that average).
 
 Two workloads (the ``sqlite`` set-up runs both). The original: every chunk carries one token (20 chunks/s
 per answer), the worst case for a relay, whose cost is per chunk. And a realistic one: OpenRouter's streams
@@ -85,6 +87,8 @@ ARRIVAL_SPREAD_S = 0.0
 SPREAD_SIZE = 50
 SPREAD_S = 1.0
 WORKERS = (1, 2)
+# The postgres set-up's services, whose CPU comes from the same cores (process names as /proc shows them).
+SERVICES = ("redis-server", "postgres")
 RUN_TIMEOUT_S = 120.0
 STAMP = re.compile(r"\u27e6(\d+\.\d+)\u27e7")
 WORD = re.compile(r"word\d+")
@@ -108,6 +112,8 @@ class Result:
     sockets: list[int] = field(default_factory=list)
     upstream_cpu_s: float = 0.0
     client_cpu_s: float = 0.0
+    # Redis and PostgreSQL (the postgres set-up): None where they are not part of the run.
+    services_cpu_s: float | None = None
 
     def p99(self) -> float:
         delays = sorted(self.delays_ms)
@@ -132,7 +138,17 @@ class Result:
             f"errors {len(self.errors)}; Daphne peak memory {self.peak_rss_mb:.0f} MiB, "
             f"CPU {self.cpu_s:.1f} s{self._split()} ({self.cpu_s / max(self.chunks, 1) * 1e6:.0f} us per "
             f"chunk); upstream CPU {self.upstream_cpu_s:.1f} s, clients CPU {self.client_cpu_s:.1f} s"
+            f"{self._machine()}"
         )
+
+    def _machine(self) -> str:
+        """What Redis and PostgreSQL spent, and how busy every process of the run kept the cores."""
+        if self.services_cpu_s is None or not self.wall_s:
+            return ""
+        spent = self.cpu_s + self.upstream_cpu_s + self.client_cpu_s + self.services_cpu_s
+        cores = os.cpu_count() or 1
+        busy = spent / (self.wall_s * cores)
+        return f", Redis + PostgreSQL CPU {self.services_cpu_s:.1f} s; all of it {busy:.0%} of {cores} cores"
 
     def _split(self) -> str:
         if len(self.worker_cpu_s) < 2:
@@ -248,6 +264,18 @@ def process_stop(process: subprocess.Popen[Any], timeout: float = 30.0) -> None:
 
 def _cpu_seconds(pid: int) -> float:
     return processes.cpu_seconds(pid)
+
+
+def _services_cpu_s() -> float:
+    """CPU seconds so far of the local Redis and PostgreSQL servers (every process of theirs we may read)."""
+    total = 0.0
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() in SERVICES:
+                total += _cpu_seconds(int(comm.parent.name))
+        except (OSError, ValueError):
+            continue  # gone meanwhile, or not ours to read
+    return total
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -411,9 +439,12 @@ def _scenario(
             pids = _worker_pids(server, port, workers)
             cpu_before = [_cpu_seconds(pid) for pid in pids]
             upstream_cpu = _cpu_seconds(upstream_pid)
+            services_cpu = _services_cpu_s() if workers is not None else None
             spread = ARRIVAL_SPREAD_S if spread_s is None else spread_s
             asyncio.run(_drive(f"ws://127.0.0.1:{port}", prepared, result, pids, spread))
             result.upstream_cpu_s = _cpu_seconds(upstream_pid) - upstream_cpu
+            if services_cpu is not None:
+                result.services_cpu_s = _services_cpu_s() - services_cpu
             result.peak_rss_mb = max(_peak_rss_mb(pid) for pid in pids)
             result.worker_cpu_s = [_cpu_seconds(pid) - cpu for pid, cpu in zip(pids, cpu_before, strict=True)]
             result.cpu_s = sum(result.worker_cpu_s)
