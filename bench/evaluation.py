@@ -24,6 +24,8 @@ import multiprocessing.process
 import os
 import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -240,7 +242,11 @@ def bench(*, tasks: int, criteria: int, concurrency: int) -> None:
 
 
 def run() -> None:
-    bench(tasks=TASKS, criteria=CRITERIA, concurrency=CONCURRENCY)
+    # In a process of its own: it configures Django for a SQLite file of its own, and an earlier section of
+    # ``python -m bench`` may already have configured this one (with ``DATABASE_URL``'s database).
+    subprocess.run(
+        [sys.executable, "-m", "bench.evaluation"], cwd=Path(__file__).resolve().parent.parent, check=True
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

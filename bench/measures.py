@@ -9,6 +9,11 @@ and 200 concurrent runs, once as shipped and once with each measure off:
 - the recorder's window (``CHAT_DELTA_WINDOW_SECONDS`` 0 instead of 10 ms): deltas and changed parts of a turn
   then go out as soon as the recorder is idle, rather than gathered for up to 10 ms.
 
+The measures whose gain shows only with several workers (``SCALE_OUT_MEASURES``: in one Daphne the load's own
+readiness request loads the URLconf before any run) are priced again on the load's ``postgres`` set-up, two
+workers on PostgreSQL + Redis at ``SCALE_OUT_SIZE`` runs, when ``DATABASE_URL`` and ``REDIS_URL`` are set:
+p99 and the largest delay, medians of the rounds.
+
 Variants run in interleaved rounds (the order reversed every other round) so that a busy machine weighs on
 each alike; medians are printed: Daphne's CPU per relayed chunk and the upstream->client p99 at each size,
 with their ratios to the shipped server. The flusher backs off when its writes are slow, so past saturation
@@ -26,10 +31,14 @@ from pathlib import Path
 
 from bench.load import Result, _bench_env, _migrate, _scenario, _upstream
 from fusionroom.env import env_int
+from fusionroom.serve import database_is_sqlite
 
 SIZES = (50, 200)
 ROUNDS = env_int("BENCH_MEASURE_ROUNDS", 2, minimum=1)
 SHIPPED = "as shipped"
+SCALE_OUT_MEASURES = ("warm_up",)
+SCALE_OUT_SIZE = 16
+SCALE_OUT_WORKERS = 2
 
 
 def _variants() -> dict[str, dict[str, str]]:
@@ -91,3 +100,49 @@ def run(sizes: tuple[int, ...] = SIZES, rounds: int = ROUNDS) -> None:
             parts.append(part)
         print(f"{name}\n    " + "; ".join(parts))
     print(f"  (load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} CPUs)")
+    run_scale_out(max(rounds, 3))
+
+
+def run_scale_out(rounds: int = ROUNDS, size: int = SCALE_OUT_SIZE) -> None:
+    """``SCALE_OUT_MEASURES`` on and off with ``SCALE_OUT_WORKERS`` workers on PostgreSQL + Redis."""
+    database_url, redis_url = os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", "")
+    if not redis_url or database_is_sqlite(database_url):
+        print("scale-out measures: skipped (set DATABASE_URL to a PostgreSQL database and REDIS_URL)")
+        return
+    variants: dict[str, dict[str, str]] = {SHIPPED: {}}
+    for name in SCALE_OUT_MEASURES:
+        variants[f"{name} off"] = {"SPEED_MEASURES_OFF": name}
+    results: dict[str, list[Result]] = {name: [] for name in variants}
+    print(
+        f"chatroom load, {SCALE_OUT_WORKERS} workers on PostgreSQL + Redis, 1 token per chunk, {size} runs; "
+        f"{rounds} rounds interleaved, medians"
+    )
+    env = _bench_env(DATABASE_URL=database_url, REDIS_URL=redis_url)
+    _migrate(env)
+    with _upstream(env, 1) as upstream:
+        for round_ in range(rounds):
+            order = list(variants) if round_ % 2 == 0 else list(reversed(variants))
+            for name in order:
+                result = _scenario(size, {**env, **variants[name]}, *upstream, workers=SCALE_OUT_WORKERS)
+                results[name].append(result)
+                errors = f", {len(result.errors)} errors" if result.errors else ""
+                print(
+                    f"  round {round_ + 1}, {name}: p99 {result.p99():.1f} ms, "
+                    f"max {max(result.delays_ms, default=float('nan')):.1f} ms{errors}",
+                    flush=True,
+                )
+    base_p99, base_max = _tail(results[SHIPPED])
+    for name, runs in results.items():
+        p99, worst = _tail(runs)
+        line = f"{name}: p99 {p99:.1f} ms, max {worst:.1f} ms"
+        if name != SHIPPED:
+            line += f" (x{p99 / base_p99:.2f} p99, x{worst / base_max:.2f} max of shipped)"
+        print(line)
+
+
+def _tail(results: list[Result]) -> tuple[float, float]:
+    """p99 and largest delay (ms), the medians of the rounds."""
+    return (
+        statistics.median(r.p99() for r in results),
+        statistics.median(max(r.delays_ms, default=float("nan")) for r in results),
+    )
