@@ -11,7 +11,8 @@ reads the source, and for each event
 
 - folds it into the turn's live state (``state.TurnState.apply``; text deltas at the engine's offsets);
 - broadcasts it to the channel-layer group ``conversation.<id>``. Within a window of
-  ``CHAT_DELTA_WINDOW_SECONDS`` from the first event held, text deltas are held and every other event only
+  ``CHAT_DELTA_WINDOW_SECONDS`` from the first event held (0 by default: until the recorder is idle, which is
+  the end of the event loop's pass that brought the event), text deltas are held and every other event only
   marks the parts of the turn it changed; at the window's end every column that moved goes out as one
   ``deltas`` frame (``rendering.deltas_frame``), then the marked parts as one ``html`` frame, rendered then,
   once, from the state (three seats that start or finish together cost one frame, not three). The writer's
@@ -138,7 +139,7 @@ class TurnRecorder:
         self._snapshot_due = False
         self._held_timer: asyncio.TimerHandle | None = None
         self._senders: set[asyncio.Task[None]] = set()
-        self._window = float(getattr(settings, "CHAT_DELTA_WINDOW_SECONDS", 0.01))
+        self._window = float(getattr(settings, "CHAT_DELTA_WINDOW_SECONDS", 0.0))
         self._started = time.perf_counter()
 
     # --- lifecycle ---------------------------------------------------------------------------------------
