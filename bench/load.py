@@ -124,6 +124,10 @@ class Result:
         delays = sorted(self.delays_ms)
         return delays[min(len(delays) - 1, int(0.99 * len(delays)))] if delays else float("inf")
 
+    def worst(self) -> float:
+        """The largest delay (ms)."""
+        return max(self.delays_ms, default=float("nan"))
+
     def ok(self) -> bool:
         return not self.errors and self.done == self.size and self.p99() < P99_TARGET_MS
 
@@ -134,7 +138,7 @@ class Result:
             return delays[min(len(delays) - 1, int(p * len(delays)))] if delays else float("nan")
 
         rate = self.tokens / self.wall_s if self.wall_s else 0.0
-        worst = max(delays, default=float("nan"))
+        worst = self.worst()
         return (
             f"{self.size:>4} concurrent runs: {self.done}/{self.size} done in {self.wall_s:.1f} s, "
             f"{self.tokens:,} tokens relayed ({rate:,.0f}/s) in {self.frames:,} frames; "
@@ -601,16 +605,24 @@ def run_sqlite(sizes: tuple[int, ...], *, tokens_per_chunk: tuple[int, ...], cap
                     _capacity(measure, sizes, results)
 
 
-def run_postgres(sizes: tuple[int, ...], *, workers: tuple[int, ...], capacity: bool) -> None:
-    """The supervisor with each number of ``workers`` on PostgreSQL + Redis, 1 token per chunk."""
+def scale_out_urls() -> tuple[str, str] | None:
+    """``DATABASE_URL`` and ``REDIS_URL`` when they name a PostgreSQL database and a Redis one, else None."""
     database_url, redis_url = os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", "")
     if not redis_url or database_is_sqlite(database_url):
+        return None
+    return database_url, redis_url
+
+
+def run_postgres(sizes: tuple[int, ...], *, workers: tuple[int, ...], capacity: bool) -> None:
+    """The supervisor with each number of ``workers`` on PostgreSQL + Redis, 1 token per chunk."""
+    urls = scale_out_urls()
+    if urls is None:
         print(
             "PostgreSQL + Redis, 1 and 2 processes: skipped (set DATABASE_URL to a PostgreSQL database and "
             "REDIS_URL to a Redis database, both the bench's own)"
         )
         return
-    env = _bench_env(DATABASE_URL=database_url, REDIS_URL=redis_url)
+    env = _bench_env(DATABASE_URL=urls[0], REDIS_URL=urls[1])
     _migrate(env)
     capacities: dict[int, int] = {}
     with _upstream(env, TOKENS_PER_CHUNK) as upstream:

@@ -27,11 +27,11 @@ from __future__ import annotations
 import os
 import statistics
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
-from bench.load import Result, _bench_env, _migrate, _scenario, _upstream
+from bench.load import Result, _bench_env, _migrate, _scenario, _upstream, scale_out_urls
 from fusionroom.env import env_int
-from fusionroom.serve import database_is_sqlite
 
 SIZES = (50, 200)
 ROUNDS = env_int("BENCH_MEASURE_ROUNDS", 2, minimum=1)
@@ -64,6 +64,13 @@ def _medians(results: list[Result]) -> tuple[float, float]:
     )
 
 
+def _interleaved(names: list[str], rounds: int) -> Iterator[tuple[int, str]]:
+    """(round, variant) in running order: every variant each round, reversed every other round."""
+    for round_ in range(rounds):
+        for name in names if round_ % 2 == 0 else reversed(names):
+            yield round_ + 1, name
+
+
 def run(sizes: tuple[int, ...] = SIZES, rounds: int = ROUNDS) -> None:
     variants = _variants()
     results: dict[str, dict[int, list[Result]]] = {name: {size: [] for size in sizes} for name in variants}
@@ -76,19 +83,17 @@ def run(sizes: tuple[int, ...] = SIZES, rounds: int = ROUNDS) -> None:
         env.pop("REDIS_URL", None)
         _migrate(env)
         with _upstream(env, 1) as upstream:
-            for round_ in range(rounds):
-                order = list(variants) if round_ % 2 == 0 else list(reversed(variants))
-                for name in order:
-                    for size in sizes:
-                        result = _scenario(size, {**env, **variants[name]}, *upstream)
-                        results[name][size].append(result)
-                        errors = f", {len(result.errors)} errors" if result.errors else ""
-                        print(
-                            f"  round {round_ + 1}, {name.split(':')[0]}, {size} runs: "
-                            f"{_cpu_per_chunk_us(result):.0f} us per chunk, "
-                            f"p99 {result.p99():.1f} ms{errors}",
-                            flush=True,
-                        )
+            for round_, name in _interleaved(list(variants), rounds):
+                for size in sizes:
+                    result = _scenario(size, {**env, **variants[name]}, *upstream)
+                    results[name][size].append(result)
+                    errors = f", {len(result.errors)} errors" if result.errors else ""
+                    print(
+                        f"  round {round_}, {name.split(':')[0]}, {size} runs: "
+                        f"{_cpu_per_chunk_us(result):.0f} us per chunk, "
+                        f"p99 {result.p99():.1f} ms{errors}",
+                        flush=True,
+                    )
     base = {size: _medians(results[SHIPPED][size]) for size in sizes}
     for name in variants:
         parts = []
@@ -105,8 +110,8 @@ def run(sizes: tuple[int, ...] = SIZES, rounds: int = ROUNDS) -> None:
 
 def run_scale_out(rounds: int = ROUNDS, size: int = SCALE_OUT_SIZE) -> None:
     """``SCALE_OUT_MEASURES`` on and off with ``SCALE_OUT_WORKERS`` workers on PostgreSQL + Redis."""
-    database_url, redis_url = os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", "")
-    if not redis_url or database_is_sqlite(database_url):
+    urls = scale_out_urls()
+    if urls is None:
         print("scale-out measures: skipped (set DATABASE_URL to a PostgreSQL database and REDIS_URL)")
         return
     variants: dict[str, dict[str, str]] = {SHIPPED: {}}
@@ -117,20 +122,17 @@ def run_scale_out(rounds: int = ROUNDS, size: int = SCALE_OUT_SIZE) -> None:
         f"chatroom load, {SCALE_OUT_WORKERS} workers on PostgreSQL + Redis, 1 token per chunk, {size} runs; "
         f"{rounds} rounds interleaved, medians"
     )
-    env = _bench_env(DATABASE_URL=database_url, REDIS_URL=redis_url)
+    env = _bench_env(DATABASE_URL=urls[0], REDIS_URL=urls[1])
     _migrate(env)
     with _upstream(env, 1) as upstream:
-        for round_ in range(rounds):
-            order = list(variants) if round_ % 2 == 0 else list(reversed(variants))
-            for name in order:
-                result = _scenario(size, {**env, **variants[name]}, *upstream, workers=SCALE_OUT_WORKERS)
-                results[name].append(result)
-                errors = f", {len(result.errors)} errors" if result.errors else ""
-                print(
-                    f"  round {round_ + 1}, {name}: p99 {result.p99():.1f} ms, "
-                    f"max {max(result.delays_ms, default=float('nan')):.1f} ms{errors}",
-                    flush=True,
-                )
+        for round_, name in _interleaved(list(variants), rounds):
+            result = _scenario(size, {**env, **variants[name]}, *upstream, workers=SCALE_OUT_WORKERS)
+            results[name].append(result)
+            errors = f", {len(result.errors)} errors" if result.errors else ""
+            print(
+                f"  round {round_}, {name}: p99 {result.p99():.1f} ms, max {result.worst():.1f} ms{errors}",
+                flush=True,
+            )
     base_p99, base_max = _tail(results[SHIPPED])
     for name, runs in results.items():
         p99, worst = _tail(runs)
@@ -144,5 +146,5 @@ def _tail(results: list[Result]) -> tuple[float, float]:
     """p99 and largest delay (ms), the medians of the rounds."""
     return (
         statistics.median(r.p99() for r in results),
-        statistics.median(max(r.delays_ms, default=float("nan")) for r in results),
+        statistics.median(r.worst() for r in results),
     )
