@@ -263,8 +263,8 @@ CHAT_SNAPSHOT_TIMEOUT_SECONDS = env_float("CHAT_SNAPSHOT_TIMEOUT_SECONDS", 3.0, 
 # as one WebSocket frame of deltas, and every part of the turn that changed (seats started or finished, the
 # analysis, the fused answer) as one frame rendered once. 0: until the recorder is idle, so what one pass of
 # the event loop brought goes as one frame, and more goes together the busier the server is. A 10 ms window
-# saved 5-10% of the frames but no CPU (3-9% more, with its timers: python -m bench --only measures) and added
-# up to 10 ms to every token's delay (p50 15 ms instead of 4-12 ms at 50 runs), so 0 is the default.
+# saved 5-10% of the frames but no CPU beyond the noise (-7% to +9% between runs of python -m bench --only
+# measures) and added up to 10 ms to every token's delay (p50 13-15 ms instead of 6 ms at 50 runs).
 CHAT_DELTA_WINDOW_SECONDS = env_float("CHAT_DELTA_WINDOW_SECONDS", 0.0, minimum=0.0)
 
 # Speed measures switched off (apps/core/speed.py): only ``make bench`` sets this, to price each measure.
