@@ -49,6 +49,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         self._pending: dict[int, asyncio.Task[None]] = {}
+        self._inbound_tasks: set[asyncio.Task[None]] = set()
+        # asyncio's lock wakes its waiters in the order they came: frames are handled in arrival order.
+        self._inbound_lock = asyncio.Lock()
         user = self.scope.get("user")
         conversation_id = int(self.scope["url_route"]["kwargs"]["conversation_id"])
         # Accept, then close with a code the page can tell apart (a refused handshake only says 1006).
@@ -67,14 +70,32 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=rendering.frame({"type": "hello", "running": running}))
 
     async def disconnect(self, code: int) -> None:
+        # A frame still being handled is finished, as it was when handled inline (a prompt taken in is a
+        # turn, its run the server's); only the snapshot fallbacks stop.
         for task in getattr(self, "_pending", {}).values():
             task.cancel()
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """Handle the frame in a task of its own, frames of this socket one after another in their order.
+
+        Channels hands a consumer one message at a time, and starting a run waits on the database thread,
+        behind every other socket's start when prompts come in a burst (30 at once: up to half a second).
+        Handled inline, that wait held back the relay of this socket's frames, its own run's first words
+        among them; in a task, the frames flow while the prompt is taken in.
+        """
         if not self.group:
             return
+        task = asyncio.create_task(self._inbound(text_data), name=f"conversation-{self.conversation.pk}-in")
+        self._inbound_tasks.add(task)
+        task.add_done_callback(self._inbound_tasks.discard)
+
+    async def _inbound(self, text_data: str | None) -> None:
+        async with self._inbound_lock:
+            await self._handle(text_data)
+
+    async def _handle(self, text_data: str | None) -> None:
         try:
             frame = frame_parse(text_data)
             if isinstance(frame, SendFrame):
@@ -176,16 +197,24 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     # --- from the channel layer -------------------------------------------------------------------------
 
     async def dispatch(self, message: dict[str, Any]) -> None:
-        """Channels' dispatch, except for relayed frames, which go straight to their handler.
+        """Channels' dispatch, except for relayed frames and frames from the page, which go straight to their
+        handlers.
 
         Before every handler Channels closes stale database connections (since Channels 4.2): a hop to the
         one thread that runs the ORM for every socket of the process. Relaying a frame the recorder already
         built touches no database, and there are dozens a second per socket: with a few hundred sockets that
-        hop, not the relay, sets the delay (bench/relay.py prices it). Every other message, the socket's own
-        included, still goes through Channels' dispatch and its clean-up.
+        hop, not the relay, sets the delay (bench/relay.py prices it). Every other message (connect,
+        disconnect, snapshots) still goes through Channels' dispatch and its clean-up.
         """
-        if message.get("type") == "chat.frame":
+        kind = message.get("type")
+        if kind == "chat.frame":
             await self.chat_frame(message)
+        elif kind == "websocket.receive":
+            # The same hop would hold a frame from the page behind every other socket's work on that thread
+            # (a burst of prompts), and this socket's frames with it. ``receive`` hands the frame to a task
+            # whose database work goes through ``database_sync_to_async``, which closes stale connections
+            # itself.
+            await self.websocket_receive(message)
         else:
             await super().dispatch(message)
 

@@ -47,7 +47,7 @@ async def test_the_socket_leaves_its_conversations_group_when_it_closes(room: Ro
     assert await layer.receive(channel) == {"type": "check"}
 
 
-async def test_relayed_frames_skip_the_database_check_and_other_messages_keep_it(
+async def test_relayed_frames_and_page_frames_skip_the_database_check_and_other_messages_keep_it(
     room: Room, monkeypatch: Any
 ) -> None:
     # Channels' dispatch closes stale database connections before every handler, through this function
@@ -75,7 +75,14 @@ async def test_relayed_frames_skip_the_database_check_and_other_messages_keep_it
         assert await socket.receive() == {"type": "probe", "n": number}
     assert len(checks) == before
 
-    # A frame from the page goes through Channels' dispatch, clean-up included.
+    # A frame from the page skips it too: its handler reaches the database only through
+    # database_sync_to_async, which closes stale connections itself.
     await socket.send({"type": "resync", "turn": 999999})
     assert (await socket.receive())["type"] == "error"
+    assert len(checks) == before
+
+    # Any other message goes through Channels' dispatch, clean-up included.
+    snapshot = {"type": "chat.snapshot", "turn": 0, "text": json.dumps({"type": "probe", "n": -1})}
+    await layer.group_send(group, snapshot)
+    assert await socket.receive() == {"type": "probe", "n": -1}
     assert len(checks) > before

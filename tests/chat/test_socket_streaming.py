@@ -316,3 +316,48 @@ async def test_the_recorder_flushes_text_while_the_run_is_going(room: Room, endp
     finished = await room.turn(turn_id)
     answers = await answers_of(turn_id)
     assert finished.final_text and all(a.content for a in answers)
+
+
+async def test_frames_keep_flowing_to_a_socket_while_its_prompt_is_taken_in(room: Room) -> None:
+    from channels.db import database_sync_to_async
+    from channels.layers import get_channel_layer
+
+    from apps.chat.recorder import conversation_group
+
+    socket = await room.open()
+    # The database thread is busy (as in a burst of prompts, every socket's start queued there): taking in
+    # this prompt waits for it.
+    busy, release = threading.Event(), threading.Event()
+
+    def occupy() -> None:
+        busy.set()
+        release.wait(10)
+
+    occupied = asyncio.ensure_future(database_sync_to_async(occupy)())
+    await asyncio.to_thread(busy.wait, 5)
+    await socket.send({"type": "send", "prompt": "Explain Raft", "panel": room.panel.pk})
+    # Meanwhile a frame for the conversation (another page's run, or this one's first words) reaches the page.
+    layer = get_channel_layer()
+    text = '{"type": "deltas", "deltas": []}'
+    await layer.group_send(conversation_group(room.conversation.pk), {"type": "chat.frame", "text": text})
+    try:
+        assert await socket.receive() == {"type": "deltas", "deltas": []}
+    finally:
+        release.set()
+        await occupied
+    # Then the prompt is taken in, as ever.
+    started = await socket.receive_until(lambda f: f["type"] == "snapshot")
+    ended = await socket.receive_until(turn_ended(started["turn"]))
+    assert ended["status"] == "done"
+
+
+async def test_frames_of_one_socket_are_answered_in_the_order_they_came(room: Room) -> None:
+    socket = await room.open()
+    # The first needs the database (its panel is looked up), the second is refused on sight: handled each in
+    # a task, the second would be answered first.
+    await socket.send({"type": "send", "prompt": "Explain Raft", "panel": 999_999})
+    await socket.send("not json")
+    first, second = await socket.receive(), await socket.receive()
+    assert first["type"] == second["type"] == "error"
+    assert "That panel does not exist" in first["message"]
+    assert "That panel does not exist" not in second["message"]
