@@ -25,8 +25,14 @@ LAZY = {
 }
 
 
+# And the TLS context every upstream connection shares (the first model request loaded its CA bundle).
+TLS_LOADED = "getattr(sys.modules.get('apps.providers.http'), '_tls_context', None) is not None"
+
+
 def _loaded_after_start_up(**env: str) -> dict[str, bool]:
-    loaded = f"{{name: module in sys.modules for name, module in {LAZY!r}.items()}}"
+    loaded = (
+        f"{{**{{name: module in sys.modules for name, module in {LAZY!r}.items()}}, 'TLS': {TLS_LOADED}}}"
+    )
     code = f"import json, sys, fusionroom.asgi; print(json.dumps({loaded}))"
     environment = {**os.environ, "DEBUG": "1", "DJANGO_SETTINGS_MODULE": "fusionroom.settings"}
     environment.pop("SPEED_MEASURES_OFF", None)
@@ -41,9 +47,9 @@ def _loaded_after_start_up(**env: str) -> dict[str, bool]:
 
 
 def test_the_server_loads_at_start_up_what_the_first_runs_would_load_on_the_event_loop() -> None:
-    assert _loaded_after_start_up() == dict.fromkeys(LAZY, True)
+    assert _loaded_after_start_up() == dict.fromkeys([*LAZY, "TLS"], True)
     # Not loaded by anything else: switched off, the first runs would still pay for it.
-    assert _loaded_after_start_up(SPEED_MEASURES_OFF="warm_up") == dict.fromkeys(LAZY, False)
+    assert _loaded_after_start_up(SPEED_MEASURES_OFF="warm_up") == dict.fromkeys([*LAZY, "TLS"], False)
 
 
 async def test_the_sample_turn_renders_on_a_loop_without_touching_the_database() -> None:
