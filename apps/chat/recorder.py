@@ -14,8 +14,9 @@ reads the source, and for each event
   ``CHAT_DELTA_WINDOW_SECONDS`` from the first event held (0 by default: until the recorder is idle, which is
   the end of the event loop's pass that brought the event), text deltas are held and every other event only
   marks the parts of the turn it changed; at the window's end every column that moved goes out as one
-  ``deltas`` frame (``rendering.deltas_frame``), then the marked parts as one ``html`` frame, rendered then,
-  once, from the state (three seats that start or finish together cost one frame, not three). The writer's
+  ``deltas`` frame (``rendering.deltas_frame``; a streaming column rendered again in the window carries its
+  text itself), then the marked parts as one ``html`` frame, rendered then, once, from the state (three seats
+  that start or finish together cost one frame, not three). The writer's
   start ends the window at once (its frame makes the place its deltas go to). A new turn goes out as a whole
   snapshot instead (it covers everything held), and a turn's end as a whole snapshot, written to the
   database first, at once;
@@ -481,6 +482,15 @@ class TurnRecorder:
         self._window_close()
         if self._snapshot_due:
             return [self._snapshot_take()]
+        # A column or fused answer still streaming, rendered in this frame, carries its raw text so far and
+        # where it ends: its held deltas would only send the same text twice. A finished one is rendered as
+        # Markdown, so its deltas still go first: the deltas carry every character.
+        state = self.state
+        covered = {n for kind, n in self._marked if kind == "column" and not state.seat(n).finished}
+        if ("final", 0) in self._marked and state.final_streaming:
+            covered.add(0)
+        for key in [key for key in self._held if key[0] in covered]:
+            del self._held[key]
         return [frame for frame in (self._held_take(), self._marked_take()) if frame is not None]
 
     def _snapshot_take(self) -> str:

@@ -178,7 +178,11 @@ async def test_held_deltas_go_out_before_a_snapshot_and_any_other_frame_and_the_
     snapshot = await viewer.receive_until(lambda f: f["type"] == "snapshot" and f["turn"] == turn.pk)
     seen = Reassembler(strict=True)
     seen.apply(snapshot)
-    feed.put(SeatStarted(seat=1, model="demo/atlas"), SeatDelta(seat=1, text="Hello ", offset=0))
+    feed.put(
+        SeatStarted(seat=1, model="demo/atlas"),
+        SeatStarted(seat=2, model="demo/birch"),
+        SeatDelta(seat=1, text="Hello ", offset=0),
+    )
 
     async def held() -> bool:
         return recorder.state.seat(1).buffer.length == 6
@@ -190,22 +194,30 @@ async def test_held_deltas_go_out_before_a_snapshot_and_any_other_frame_and_the_
     joined = Reassembler(strict=True)
     joined.apply(late_snapshot)
     assert joined.texts["seat-1"] == "Hello "
-    deltas = await viewer.receive_until(lambda f: f["type"] == "deltas")
-    seen.apply(deltas)
-    assert deltas_of(deltas) == [{"turn": turn.pk, "seat": 1, "offset": 0, "text": "Hello "}]
-    # Then the seat's start, rendered after the deltas it covers.
-    seen.apply(await viewer.receive_until(lambda f: f["type"] == "html"))
+    # The seats' start, rendered once everything before it is in: seat 1's column carries its text so far
+    # (where it ends too), so its held delta is not sent as well.
+    frames: list[dict[str, Any]] = []
+    started = await viewer.receive_until(lambda f: frames.append(f) is None and f["type"] == "html")
+    assert "deltas" not in [f["type"] for f in frames]
+    assert 'data-offset="6">Hello </div>' in started["html"]
+    seen.apply(started)
+    assert seen.texts["seat-1"] == "Hello "
 
-    feed.put(SeatDelta(seat=1, text="world", offset=6), seat_done(1, "Hello world"))
+    feed.put(
+        SeatDelta(seat=2, text="Hi", offset=0),
+        SeatDelta(seat=1, text="world", offset=6),
+        seat_done(1, "Hello world"),
+    )
 
     async def finished() -> bool:
         return recorder.state.seat(1).status == "done"
 
     await wait_for(finished)
-    # A snapshot asked for sends everything held to every viewer first: the deltas, then the finished column.
+    # A snapshot asked for sends everything held to every viewer first: the deltas (a finished column is
+    # rendered as Markdown, so its own deltas go too), then the finished column.
     await late.send({"type": "resync", "turn": turn.pk})
     for socket, texts in ((viewer, seen), (late, joined)):
-        frames: list[dict[str, Any]] = []
+        frames = []
 
         def until_done(frame: dict[str, Any], texts: Reassembler = texts, frames: list[Any] = frames) -> bool:
             frames.append(frame)
@@ -214,7 +226,11 @@ async def test_held_deltas_go_out_before_a_snapshot_and_any_other_frame_and_the_
 
         await socket.receive_until(until_done)
         assert [f["type"] for f in frames] == ["deltas", "html"]
-        assert texts.texts["seat-1"] == "Hello world"
+        assert deltas_of(frames[0]) == [
+            {"turn": turn.pk, "seat": 2, "offset": 0, "text": "Hi"},
+            {"turn": turn.pk, "seat": 1, "offset": 6, "text": "world"},
+        ]
+        assert texts.texts["seat-1"] == "Hello world" and texts.texts["seat-2"] == "Hi"
 
     feed.put(RunDone(totals=Totals()))
     await ended(recorder)
