@@ -197,7 +197,12 @@ async def test_held_deltas_go_out_before_a_snapshot_and_any_other_frame_and_the_
     # The seats' start, rendered once everything before it is in: seat 1's column carries its text so far
     # (where it ends too), so its held delta is not sent as well.
     frames: list[dict[str, Any]] = []
-    started = await viewer.receive_until(lambda f: frames.append(f) is None and f["type"] == "html")
+
+    def until_html(frame: dict[str, Any]) -> bool:
+        frames.append(frame)
+        return frame["type"] == "html"
+
+    started = await viewer.receive_until(until_html)
     assert "deltas" not in [f["type"] for f in frames]
     assert 'data-offset="6">Hello </div>' in started["html"]
     seen.apply(started)
