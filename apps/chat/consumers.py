@@ -87,30 +87,27 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         """
         if not self.group:
             return
-        task = asyncio.create_task(self._inbound(text_data), name=f"conversation-{self.conversation.pk}-in")
+        task = asyncio.create_task(self._handle(text_data), name=f"conversation-{self.conversation.pk}-in")
         self._inbound_tasks.add(task)
         task.add_done_callback(self._inbound_tasks.discard)
 
-    async def _inbound(self, text_data: str | None) -> None:
-        async with self._inbound_lock:
-            await self._handle(text_data)
-
     async def _handle(self, text_data: str | None) -> None:
-        try:
-            frame = frame_parse(text_data)
-            if isinstance(frame, SendFrame):
-                await self._send_prompt(frame)
-            elif isinstance(frame, CancelFrame):
-                await self._cancel(frame)
-            elif isinstance(frame, ResyncFrame):
-                await self._resync(frame.turn)
-            else:
-                await self._turn_act(frame)
-        except (FrameError, ChatError) as error:
-            await self._error(str(error))
-        except Exception:
-            logger.exception("conversation %s: handling a frame failed", self.conversation.pk)
-            await self._error("Something went wrong on the server; try again.")
+        async with self._inbound_lock:
+            try:
+                frame = frame_parse(text_data)
+                if isinstance(frame, SendFrame):
+                    await self._send_prompt(frame)
+                elif isinstance(frame, CancelFrame):
+                    await self._cancel(frame)
+                elif isinstance(frame, ResyncFrame):
+                    await self._resync(frame.turn)
+                else:
+                    await self._turn_act(frame)
+            except (FrameError, ChatError) as error:
+                await self._error(str(error))
+            except Exception:
+                logger.exception("conversation %s: handling a frame failed", self.conversation.pk)
+                await self._error("Something went wrong on the server; try again.")
 
     # --- inbound -----------------------------------------------------------------------------------------
 

@@ -482,16 +482,20 @@ class TurnRecorder:
         self._window_close()
         if self._snapshot_due:
             return [self._snapshot_take()]
-        # A column or fused answer still streaming, rendered in this frame, carries its raw text so far and
-        # where it ends: its held deltas would only send the same text twice. A finished one is rendered as
-        # Markdown, so its deltas still go first: the deltas carry every character.
+        if self._marked and self._held:
+            self._held_drop_covered()
+        return [frame for frame in (self._held_take(), self._marked_take()) if frame is not None]
+
+    def _held_drop_covered(self) -> None:
+        """A column or fused answer still streaming, rendered in this frame, carries its raw text so far and
+        where it ends: its held deltas would only send the same text twice. A finished one is rendered as
+        Markdown, so its deltas still go first: the deltas carry every character."""
         state = self.state
         covered = {n for kind, n in self._marked if kind == "column" and not state.seat(n).finished}
         if ("final", 0) in self._marked and state.final_streaming:
             covered.add(0)
         for key in [key for key in self._held if key[0] in covered]:
             del self._held[key]
-        return [frame for frame in (self._held_take(), self._marked_take()) if frame is not None]
 
     def _snapshot_take(self) -> str:
         """The whole turn, rendered now. It covers the marked parts, which are dropped; and the held deltas

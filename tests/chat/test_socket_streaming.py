@@ -9,10 +9,12 @@ from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from django.utils import timezone
 
 from apps.chat.models import PanelAnswer
-from apps.chat.recorder import TurnRecorder
+from apps.chat.recorder import TurnRecorder, conversation_group
 from apps.chat.runs import run_task
 from apps.chat.services import turns_reap_stale
 from apps.fusion.schemas import (
@@ -324,11 +326,6 @@ async def test_the_recorder_flushes_text_while_the_run_is_going(room: Room, endp
 
 
 async def test_frames_keep_flowing_to_a_socket_while_its_prompt_is_taken_in(room: Room) -> None:
-    from channels.db import database_sync_to_async
-    from channels.layers import get_channel_layer
-
-    from apps.chat.recorder import conversation_group
-
     socket = await room.open()
     # The database thread is busy (as in a burst of prompts, every socket's start queued there): taking in
     # this prompt waits for it.
