@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Max, Q
+from django.db import connection, transaction
+from django.db.models import BooleanField, ExpressionWrapper, Max, Q
 from django.utils import timezone
 from pydantic import ValidationError
 
@@ -34,7 +34,8 @@ from apps.chat.runs import run_cancel_local, run_launch
 from apps.chat.selectors import conversation_get_for, turn_state_for
 from apps.chat.share_tokens import share_token_hash, share_token_new
 from apps.chat.state import TurnState
-from apps.comparisons.services import comparison_start
+from apps.comparisons.models import BaselineChoice
+from apps.comparisons.services import baseline_enabled_for, comparison_start
 from apps.fusion.schemas import (
     MAX_PROMPT_CHARS,
     FusionOptions,
@@ -184,8 +185,7 @@ def turn_create(
     frozen = snapshot_validate(panel_snapshot)
     now = timezone.now()
     with transaction.atomic():
-        # Serialises concurrent sends to one conversation on PostgreSQL (SQLite serialises writes anyway).
-        Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
+        _conversation_lock(conversation.pk)
         last = conversation.turns.aggregate(last=Max("position"))["last"]
         turn = Turn.objects.create(
             conversation=conversation,
@@ -209,16 +209,25 @@ def turn_create(
     return turn
 
 
+def _conversation_lock(conversation_id: int) -> None:
+    """Serialise the writes that add a turn to one conversation, inside their transaction. On PostgreSQL a
+    row lock; SQLite's transactions start with the write lock already (``BEGIN IMMEDIATE``), so no query."""
+    if connection.features.has_select_for_update:
+        Conversation.objects.select_for_update().filter(pk=conversation_id).first()
+
+
 def fusion_request_for(*, turn: Turn) -> FusionRequest:
     """The engine request for ``turn``: its frozen panel, its prompt and the earlier answered turns (the
     shown version of each earlier position)."""
     snapshot = turn.panel_snapshot
-    earlier = (
-        Turn.objects.filter(conversation_id=turn.conversation_id, position__lt=turn.position, shown=True)
-        .exclude(final_text="")
-        .order_by("position")
-        .values_list("prompt", "final_text")
-    )
+    earlier: list[tuple[str, str]] = []
+    if turn.position > 1:  # a first turn has no history: no query
+        earlier = list(
+            Turn.objects.filter(conversation_id=turn.conversation_id, position__lt=turn.position, shown=True)
+            .exclude(final_text="")
+            .order_by("position")
+            .values_list("prompt", "final_text")
+        )
     return FusionRequest(
         prompt=turn.prompt,
         history=[PriorTurn(prompt=prompt, answer=answer) for prompt, answer in earlier],
@@ -229,8 +238,9 @@ def fusion_request_for(*, turn: Turn) -> FusionRequest:
     )
 
 
-def turn_running_in(*, conversation: Conversation) -> Turn | None:
-    return conversation.turns.filter(status=Turn.Status.RUNNING).first()
+def _stale(cutoff: Any) -> Q:
+    """A running turn whose process stopped beating before ``cutoff`` (or never beat, started before it)."""
+    return Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
 
 
 def turns_reap_stale(*, conversation_id: int | None = None) -> int:
@@ -238,16 +248,28 @@ def turns_reap_stale(*, conversation_id: int | None = None) -> int:
 
     Returns how many turns were marked.
     """
-    cutoff = timezone.now() - stale_after()
-    stale = Turn.objects.filter(status=Turn.Status.RUNNING).filter(
-        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
-    )
+    stale = Turn.objects.filter(_stale(timezone.now() - stale_after()), status=Turn.Status.RUNNING)
     if conversation_id is not None:
         stale = stale.filter(conversation_id=conversation_id)
     ids = list(stale.values_list("pk", flat=True))
     for turn_id in ids:
         turn_mark_interrupted(turn_id=turn_id, message="The server process running this turn stopped.")
     return len(ids)
+
+
+def turn_running_live(*, conversation_id: int) -> bool:
+    """Whether a run is going on in the conversation, in one query (a prompt's trip to the database thread,
+    where a burst of prompts queues): its stale running turns are marked interrupted on the way, as
+    ``turns_reap_stale`` does, and do not count."""
+    stale = ExpressionWrapper(_stale(timezone.now() - stale_after()), output_field=BooleanField())
+    running = Turn.objects.filter(conversation_id=conversation_id, status=Turn.Status.RUNNING)
+    live = False
+    for turn_id, is_stale in running.annotate(is_stale=stale).values_list("pk", "is_stale"):
+        if is_stale:
+            turn_mark_interrupted(turn_id=turn_id, message="The server process running this turn stopped.")
+        else:
+            live = True
+    return live
 
 
 def turn_mark_interrupted(*, turn_id: int, message: str) -> bool:
@@ -266,21 +288,20 @@ def turn_mark_interrupted(*, turn_id: int, message: str) -> bool:
     return bool(updated)
 
 
-@database_sync_to_async
-def _turn_start_prepare(
+def turn_start_prepare(
     *, user: Any, conversation: Conversation, prompt: str, panel: Panel
-) -> tuple[Turn, FusionRequest]:
-    """The turn and its engine request, in one trip to the database thread (where a burst of prompts
-    queues)."""
+) -> tuple[Turn, FusionRequest, BaselineChoice | None]:
+    """What ``turn_start`` does on the database thread, in one trip (a burst of prompts queues there, and
+    every query here is paid by each): the turn, its engine request and its comparison choice."""
     conversation = conversation_get_for(user=user, conversation_id=conversation.pk)
-    reason = panel_unavailable_reason(panel=panel)
+    snapshot = panel.snapshot()
+    reason = panel_unavailable_reason_of(snapshot=snapshot)
     if reason:
         raise ChatError(f"The panel {panel.name!r} cannot run here. {reason}")
-    turns_reap_stale(conversation_id=conversation.pk)
-    if turn_running_in(conversation=conversation) is not None:
+    if turn_running_live(conversation_id=conversation.pk):
         raise ChatError("A run is already in progress in this conversation: wait for it or cancel it.")
-    turn = turn_create(conversation=conversation, prompt=prompt, panel_snapshot=panel.snapshot(), panel=panel)
-    return turn, fusion_request_for(turn=turn)
+    turn = turn_create(conversation=conversation, prompt=prompt, panel_snapshot=snapshot, panel=panel)
+    return turn, fusion_request_for(turn=turn), baseline_enabled_for(user=user, panel_id=panel.pk)
 
 
 async def turn_start(
@@ -297,12 +318,12 @@ async def turn_start(
     or socket that started it. Raises ``ChatError`` for a bad prompt, an unavailable panel or a run already
     going on in the conversation, and ``Conversation.DoesNotExist`` for someone else's conversation.
     """
-    turn, request = await _turn_start_prepare(
+    turn, request, choice = await database_sync_to_async(turn_start_prepare)(
         user=user, conversation=conversation, prompt=prompt, panel=panel
     )
     await run_launch(turn=turn, request=request, channel_layer_alias=channel_layer_alias)
     # The "compare with a single model" option: its baseline runs beside the turn, outside the panel.
-    await comparison_start(user=user, turn=turn, request=request)
+    await comparison_start(user=user, turn=turn, request=request, choice=choice)
     return turn
 
 
@@ -357,8 +378,7 @@ def turn_get_in(*, user: Any, conversation_id: int, turn_id: int) -> Turn:
 
 def _turn_action_check(*, turn: Turn, last_only: bool) -> None:
     """Refusals shared by every action on a turn, worded for the person who asked."""
-    turns_reap_stale(conversation_id=turn.conversation_id)
-    if turn_running_in(conversation=turn.conversation) is not None:
+    if turn_running_live(conversation_id=turn.conversation_id):
         raise ChatError("A run is in progress in this conversation: wait for it or cancel it first.")
     if not turn.shown:
         raise ChatError("That version of the turn is not the one shown: reload the page.")
@@ -381,7 +401,7 @@ def turn_version_create(*, turn: Turn, prompt: str) -> Turn:
     place; the earlier versions are kept. ``ChatError`` if a run started meanwhile."""
     prompt = prompt_clean(prompt)
     with transaction.atomic():
-        Conversation.objects.select_for_update().filter(pk=turn.conversation_id).first()
+        _conversation_lock(turn.conversation_id)
         if Turn.objects.filter(conversation_id=turn.conversation_id, status=Turn.Status.RUNNING).exists():
             raise ChatError("A run is in progress in this conversation: wait for it or cancel it first.")
         same_place = Turn.objects.filter(conversation_id=turn.conversation_id, position=turn.position)
@@ -407,10 +427,18 @@ def turn_version_create(*, turn: Turn, prompt: str) -> Turn:
 
 
 @database_sync_to_async
-def _turn_version_prepare(*, user: Any, conversation_id: int, turn_id: int, prompt: str | None) -> Turn:
+def _turn_version_prepare(
+    *, user: Any, conversation_id: int, turn_id: int, prompt: str | None
+) -> tuple[Turn, FusionRequest, BaselineChoice | None]:
+    """The new version, its engine request and its comparison choice, in one trip (as a new turn's)."""
     turn = turn_get_in(user=user, conversation_id=conversation_id, turn_id=turn_id)
     _turn_action_check(turn=turn, last_only=True)
-    return turn_version_create(turn=turn, prompt=turn.prompt if prompt is None else prompt)
+    version = turn_version_create(turn=turn, prompt=turn.prompt if prompt is None else prompt)
+    return (
+        version,
+        fusion_request_for(turn=version),
+        baseline_enabled_for(user=user, panel_id=version.panel_id),
+    )
 
 
 async def turn_regenerate(
@@ -419,13 +447,12 @@ async def turn_regenerate(
     """Run the last turn again, same prompt and panel, as a new version shown in its place (the earlier
     versions are kept). ``Turn.DoesNotExist`` for a turn that is not the user's in this conversation;
     ``ChatError`` while a run is going on, for a turn that is not the last or a panel that cannot run."""
-    turn = await _turn_version_prepare(
+    turn, request, choice = await _turn_version_prepare(
         user=user, conversation_id=conversation_id, turn_id=turn_id, prompt=None
     )
-    request = await database_sync_to_async(fusion_request_for)(turn=turn)
     await run_launch(turn=turn, request=request, channel_layer_alias=channel_layer_alias)
     # A new version is a new answer to compare: its baseline runs too, when the panel's option is on.
-    await comparison_start(user=user, turn=turn, request=request)
+    await comparison_start(user=user, turn=turn, request=request, choice=choice)
     return turn
 
 
@@ -438,13 +465,12 @@ async def turn_edit(
     channel_layer_alias: str = DEFAULT_CHANNEL_LAYER,
 ) -> Turn:
     """Send the last turn again with an edited prompt: a new version, as ``turn_regenerate``."""
-    turn = await _turn_version_prepare(
+    turn, request, choice = await _turn_version_prepare(
         user=user, conversation_id=conversation_id, turn_id=turn_id, prompt=prompt
     )
-    request = await database_sync_to_async(fusion_request_for)(turn=turn)
     await run_launch(turn=turn, request=request, channel_layer_alias=channel_layer_alias)
     # A new version is a new answer to compare: its baseline runs too, when the panel's option is on.
-    await comparison_start(user=user, turn=turn, request=request)
+    await comparison_start(user=user, turn=turn, request=request, choice=choice)
     return turn
 
 
@@ -459,7 +485,7 @@ def _turn_retry_prepare(
     if not retried:
         raise ChatError("Every seat of this turn answered: there is nothing to retry.")
     with transaction.atomic():
-        Conversation.objects.select_for_update().filter(pk=turn.conversation_id).first()
+        _conversation_lock(turn.conversation_id)
         if Turn.objects.filter(conversation_id=turn.conversation_id, status=Turn.Status.RUNNING).exists():
             raise ChatError("A run is in progress in this conversation: wait for it or cancel it first.")
         # The turn runs again from its panel phase: the kept seats' answers stay, the rest starts afresh;
@@ -536,7 +562,7 @@ def turn_version_show(*, user: Any, conversation_id: int, turn_id: int, version:
     turn = turn_get_in(user=user, conversation_id=conversation_id, turn_id=turn_id)
     turns_reap_stale(conversation_id=turn.conversation_id)
     with transaction.atomic():
-        Conversation.objects.select_for_update().filter(pk=turn.conversation_id).first()
+        _conversation_lock(turn.conversation_id)
         if Turn.objects.filter(conversation_id=turn.conversation_id, status=Turn.Status.RUNNING).exists():
             raise ChatError("A run is in progress in this conversation: wait for it or cancel it first.")
         same_place = Turn.objects.filter(conversation_id=turn.conversation_id, position=turn.position)

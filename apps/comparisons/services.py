@@ -1,8 +1,10 @@
 """Blind comparisons: the "compare with a single model" option, the baseline's run and the owner's vote.
 
-Contract used by ``apps.chat`` (keep this signature): ``await comparison_start(user=, turn=, request=)``
-right after a chatroom turn's run was launched. It starts the baseline, when the user turned the option on
-for the turn's panel, as a task of this server process beside the turn's run, and returns at once.
+Contract used by ``apps.chat`` (keep these signatures): ``baseline_enabled_for(user=, panel_id=)``, read
+in the same trip to the database thread that creates the turn, and ``await comparison_start(user=, turn=,
+request=, choice=)`` right after the turn's run was launched. It starts the baseline, when the user turned
+the option on for the turn's panel (``choice`` is not None), as a task of this server process beside the
+turn's run, and returns at once.
 
 The baseline is one model asked the panel's own question (``apps.fusion.prompts.panel_messages``: the same
 prompt and the same history the seats get) through the providers gateway, with no system prompt and no tools.
@@ -99,13 +101,18 @@ def baseline_choice_save(*, user: Any, panel: Panel, enabled: bool, model_id: st
 # --- the baseline's run --------------------------------------------------------------------------------
 
 
-def comparison_create(*, user: Any, turn: Any) -> Comparison | None:
-    """The comparison of a new turn when its user has the option on for its panel (else None), its order
-    drawn now: A is the single model's answer or the fused one, at random, and stays so."""
-    if turn.panel_id is None:
+def baseline_enabled_for(*, user: Any, panel_id: int | None) -> BaselineChoice | None:
+    """The user's option for a panel when it is on (else None): what a new turn of that panel needs."""
+    if panel_id is None:
         return None
-    choice = BaselineChoice.objects.filter(user_id=user.pk, panel_id=turn.panel_id, enabled=True).first()
-    if choice is None:
+    return BaselineChoice.objects.filter(user_id=user.pk, panel_id=panel_id, enabled=True).first()
+
+
+def comparison_create(*, user: Any, turn: Any, choice: BaselineChoice | None) -> Comparison | None:
+    """The comparison of a new turn when its user has the option on for its panel (``choice``, from
+    ``baseline_enabled_for``; else None), its order drawn now: A is the single model's answer or the fused
+    one, at random, and stays so."""
+    if choice is None or turn.panel_id is None:
         return None
     snapshot = turn.panel_snapshot or {}
     return Comparison.objects.create(
@@ -119,14 +126,20 @@ def comparison_create(*, user: Any, turn: Any) -> Comparison | None:
     )
 
 
-async def comparison_start(*, user: Any, turn: Any, request: FusionRequest) -> Comparison | None:
+async def comparison_start(
+    *, user: Any, turn: Any, request: FusionRequest, choice: BaselineChoice | None
+) -> Comparison | None:
     """Start the baseline of a chatroom turn whose user turned the option on for its panel; None otherwise.
 
     ``turn`` is the ``apps.chat`` turn just created, ``request`` the engine request its run got (its prompt,
-    history and options are the baseline's too). Returns once the comparison is saved and its task started.
+    history and options are the baseline's too), ``choice`` what ``baseline_enabled_for`` read for its panel
+    (None, the usual case, costs no trip to the database thread, where a burst of prompts queues). Returns
+    once the comparison is saved and its task started.
     """
+    if choice is None:
+        return None
     try:
-        comparison = await database_sync_to_async(comparison_create)(user=user, turn=turn)
+        comparison = await database_sync_to_async(comparison_create)(user=user, turn=turn, choice=choice)
     except Exception:
         # The turn is already running: a comparison that cannot start must not make its start look failed.
         logger.exception("turn %s: the single-model comparison could not start", turn.pk)

@@ -13,7 +13,7 @@ from django.urls import reverse
 from apps.chat.models import Conversation, Turn
 from apps.chat.services import conversation_create, share_link_create
 from apps.comparisons.models import BaselineChoice, Comparison
-from apps.comparisons.services import comparison_create
+from apps.comparisons.services import baseline_enabled_for, comparison_create
 from apps.panels.models import Panel
 from tests.comparisons.conftest import comparison_make, done_turn
 
@@ -67,7 +67,8 @@ def test_the_order_is_drawn_at_random_once_and_kept() -> None:
     orders = set()
     for position in range(1, 41):
         turn = done_turn(conversation, panel=panel, position=position)
-        comparison = comparison_create(user=alice, turn=turn)
+        choice = baseline_enabled_for(user=alice, panel_id=turn.panel_id)
+        comparison = comparison_create(user=alice, turn=turn, choice=choice)
         assert comparison is not None
         assert comparison.model_id == "demo/writer"  # the panel's writer when none is chosen
         orders.add(comparison.baseline_is_a)
