@@ -39,6 +39,10 @@ usually carry several tokens per chunk (the upstream provider's own batching), s
 streams the same answers at the same token rate in a quarter of the chunks. Both print the chunks/s they
 demand of Daphne.
 
+The ``sqlite`` set-up ends its 1-token workload with a per-chunk split: the largest size again with answers
+four times as long, so that the CPU a run costs whatever its length drops out and the CPU per relayed chunk
+can be compared with the relay floor (``bench/floor.py``), which is measured the same way.
+
 ``--capacity`` adds a short bounded search (a few sizes, bisecting between sizes) for the largest number of
 concurrent runs whose upstream->client p99 stays under ``P99_TARGET_MS`` with no error; each size it tries is
 run ``CAPACITY_REPEATS`` times and judged by the mean of their p99s.
@@ -74,6 +78,8 @@ SIZES = (50, 200)
 SEATS = ("bench/a", "bench/b", "bench/c")
 # Per answer: words (one word is one token) and pace; a chunk carries TOKENS_PER_CHUNK words unless told.
 ANSWER_WORDS = 60
+# The longer answers of the per-chunk split (see ``_per_chunk_split``), at the largest size.
+LONG_ANSWER_WORDS = 240
 TOKENS_PER_S = 20.0
 TOKENS_PER_CHUNK = 1
 P99_TARGET_MS = 50.0
@@ -169,7 +175,7 @@ class Result:
 # --- the upstream process -------------------------------------------------------------------------------
 
 
-def _serve_upstream(port: int, tokens_per_chunk: int) -> None:
+def _serve_upstream(port: int, tokens_per_chunk: int, answer_words: int = ANSWER_WORDS) -> None:
     from tests.fakes import upstream as fake
 
     plain_chunk = fake._Answer.chunk
@@ -182,7 +188,7 @@ def _serve_upstream(port: int, tokens_per_chunk: int) -> None:
         return plain_chunk(self, delta, finish_reason)
 
     fake._Answer.chunk = stamped  # type: ignore[method-assign]
-    words = " ".join(f"word{i}" for i in range(ANSWER_WORDS))
+    words = " ".join(f"word{i}" for i in range(answer_words))
     answer = fake.ModelScript(
         text=words,
         tokens_per_s=TOKENS_PER_S,
@@ -530,11 +536,14 @@ def _capacity(measure: Any, sizes: tuple[int, ...], known: dict[int, Result]) ->
 
 
 @contextlib.contextmanager
-def _upstream(env: dict[str, str], per_chunk: int) -> Iterator[tuple[int, int]]:
+def _upstream(
+    env: dict[str, str], per_chunk: int, answer_words: int = ANSWER_WORDS
+) -> Iterator[tuple[int, int]]:
     """The loopback upstream in a process of its own, set as ``env``'s ``bench`` endpoint: (port, pid)."""
     upstream_port = _free_port()
     env["FUSIONROOM_ENDPOINTS"] = f"bench=http://127.0.0.1:{upstream_port}/v1"
     command = [sys.executable, "-m", "bench.load", "--upstream", str(upstream_port)]
+    command += ["--answer-words", str(answer_words)]
     upstream = subprocess.Popen(
         [*command, "--tokens-per-chunk", str(per_chunk)], cwd=ROOT, env=env, stdout=subprocess.PIPE
     )
@@ -603,6 +612,34 @@ def run_sqlite(sizes: tuple[int, ...], *, tokens_per_chunk: tuple[int, ...], cap
                     measure(SPREAD_SIZE, spread_s=SPREAD_S)
                 if capacity:
                     _capacity(measure, sizes, results)
+            if per_chunk == TOKENS_PER_CHUNK and max(sizes) in results:
+                _per_chunk_split(env, per_chunk, max(sizes), results[max(sizes)])
+
+
+def _per_chunk_split(env: dict[str, str], per_chunk: int, size: int, short: Result) -> None:
+    """The CPU per relayed chunk at ``size`` runs, split as the relay floor is measured: ``size`` runs again
+    with answers of ``LONG_ANSWER_WORDS`` tokens, and the difference in CPU over the difference in chunks.
+
+    What a run costs whatever its length (its socket's start, the prompt's database work, the judge's
+    stream, which is parsed but never relayed, the snapshots and final writes) drops out, as connection
+    set-up drops out of the floor; what is left is what one more relayed token costs, to compare with the
+    floor. Both figures are printed: the average is what the machine pays for these answers.
+    """
+    print(f"  [per-chunk split: {size} runs with {LONG_ANSWER_WORDS}-token answers]", flush=True)
+    with _upstream(env, per_chunk, LONG_ANSWER_WORDS) as upstream:
+        long = _measure(size, env=env, upstream=upstream, chunks_per_s=len(SEATS) * TOKENS_PER_S, results={})
+    extra_chunks = long.chunks - short.chunks
+    if extra_chunks <= 0 or long.errors or short.errors:
+        print("  per-chunk split: no figure (errors, or no more chunks with longer answers)")
+        return
+    marginal_us = (long.cpu_s - short.cpu_s) / extra_chunks * 1e6
+    per_run_ms = (short.cpu_s - marginal_us * 1e-6 * short.chunks) / size * 1000
+    print(
+        f"per-chunk split at {size} runs: {marginal_us:.0f} us of CPU per relayed chunk beyond a run's fixed "
+        f"cost (average {short.cpu_s / short.chunks * 1e6:.0f} us with {ANSWER_WORDS}-token answers, "
+        f"{long.cpu_s / long.chunks * 1e6:.0f} us with {LONG_ANSWER_WORDS}); fixed cost {per_run_ms:.1f} ms "
+        "of CPU per run; compare the first figure with the relay floor (python -m bench --only floor)"
+    )
 
 
 def scale_out_urls() -> tuple[str, str] | None:
@@ -695,12 +732,13 @@ def main(argv: list[str] | None = None) -> None:
         help="postgres set-up: processes (default: 1 2)",
     )
     parser.add_argument("--upstream", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--answer-words", type=int, default=ANSWER_WORDS, help=argparse.SUPPRESS)
     parser.add_argument("--prepare", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     global ARRIVAL_SPREAD_S  # one run's setting, read by every scenario of it
     ARRIVAL_SPREAD_S = args.spread
     if args.upstream:
-        _serve_upstream(args.upstream, args.tokens_per_chunk[0])
+        _serve_upstream(args.upstream, args.tokens_per_chunk[0], args.answer_words)
     elif args.prepare:
         _prepare(args.prepare)
     else:
