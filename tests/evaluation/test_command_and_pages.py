@@ -164,6 +164,36 @@ def test_someone_else_gets_a_404_on_every_page_and_action_and_changes_nothing(
     assert "Fusion Room sample" not in bob.get(reverse("evaluation:list")).content.decode()
 
 
+def test_someone_else_cannot_plan_or_start_a_run_on_anothers_task_set_or_panel(
+    demo_run: tuple[EvalRun, str, Path],
+) -> None:
+    from apps.panels.models import Panel, PanelMember
+
+    run, _output, _out = demo_run
+    alices_panel = Panel.objects.create(
+        owner=run.owner, name="Alice's", slug="alices", judge_model="demo/judge", writer_model="demo/writer"
+    )
+    PanelMember.objects.create(panel=alices_panel, position=1, model_id="demo/atlas")
+    bob = Client()
+    bob.force_login(User.objects.create_user("bob"))
+    runs_before = EvalRun.objects.count()
+    form = {"grader": "demo/grader", "concurrency": 1, "models": "demo/atlas"}
+
+    on_alices_set = {**form, "task_set": run.task_set_id}
+    estimate = bob.post(reverse("evaluation:estimate"), on_alices_set, headers={"HX-Request": "true"})
+    assert "Pick one of your task sets" in estimate.content.decode()
+    started = bob.post(reverse("evaluation:start"), on_alices_set)
+    assert started.status_code == 422 and "Pick one of your task sets" in started.content.decode()
+
+    bob.post(reverse("evaluation:sample"))
+    bobs_set = run.task_set.__class__.objects.get(owner__username="bob")
+    with_alices_panel = {**form, "task_set": bobs_set.pk, "contenders": [f"panel:{alices_panel.pk}"]}
+    started = bob.post(reverse("evaluation:start"), with_alices_panel)
+    assert started.status_code == 422 and "not one of the available choices" in started.content.decode()
+    assert EvalRun.objects.count() == runs_before
+    assert "Alice&#x27;s" not in started.content.decode()
+
+
 def test_a_share_link_shows_the_results_read_only_until_revoked(demo_run: tuple[EvalRun, str, Path]) -> None:
     run, _output, _out = demo_run
     owner = Client()
