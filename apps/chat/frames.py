@@ -9,6 +9,7 @@ frame whose message says what was wrong; the socket stays open.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -98,10 +99,30 @@ def frame_parse(text: str | None) -> Frame:
     if len(text) > MAX_FRAME_CHARS:
         size, limit = len(text) // 1024, MAX_FRAME_CHARS // 1024
         raise FrameError(f"That message is too large ({size:,} KiB); the limit is {limit} KiB.")
+    _duplicate_keys_refuse(text)
     try:
         return _ADAPTER.validate_json(text)
     except ValidationError as exc:
         raise FrameError(_explain(exc)) from None
+
+
+def _duplicate_keys_refuse(text: str) -> None:
+    """A key given twice is refused, as the API refuses it (``apps/api/body.py``), rather than letting its
+    last value win silently: the page never sends one, and parsers differ on which value counts. Text that
+    is not JSON is left to the validation that follows, which words that error."""
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [key for key, _value in items]
+        for key in keys:
+            if keys.count(key) > 1:
+                raise FrameError(f"The message gives {key!r} more than once.")
+        return dict(items)
+
+    try:
+        json.loads(text, object_pairs_hook=pairs)
+    except (ValueError, RecursionError) as exc:
+        if isinstance(exc, FrameError):
+            raise
 
 
 def _explain(exc: ValidationError) -> str:

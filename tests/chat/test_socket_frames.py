@@ -46,6 +46,8 @@ async def test_bad_frames_each_get_an_error_and_the_socket_keeps_working(
         (json.dumps({"type": "cancel", "turn": 999_999}), "no such turn"),
         (json.dumps({"type": "resync", "turn": 999_999}), "no such turn"),
         (json.dumps({"type": "send", "prompt": "hi", "panel": panel, "extra": 1}), "unexpected field"),
+        (f'{{"type": "send", "prompt": "hi", "prompt": "x", "panel": {panel}}}', "'prompt' more than once"),
+        ("[" * 100_000 + "]" * 100_000, "not valid JSON"),
     ]
     for text, expected in bad:
         await socket.send(text)
