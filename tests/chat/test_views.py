@@ -280,11 +280,16 @@ def test_a_share_link_shows_the_whole_conversation_read_only(
     conversation = conversation_with_turn(alice)
     conversation_with_turn(alice, title="Private other conversation")
     response = owner_client.post(f"/c/{conversation.pk}/share/", HTTP_HX_REQUEST="true")
-    url = re.search(r'value="(http://testserver/s/[^"]+/)"', response.content.decode())
-    assert url, response.content.decode()
+    panel = response.content.decode()
+    url = re.search(r'value="(http://testserver/s/[^"]+/)"', panel)
+    assert url, panel
     token = url[1].rstrip("/").rsplit("/", 1)[1]
     assert len(token) >= 43
     link = ShareLink.objects.get(conversation=conversation)
+    # The panel says what a visitor may do, and revokes this link of this conversation.
+    assert "can read the whole conversation, but not continue it. It is shown only this once" in panel
+    assert f'hx-post="/c/{conversation.pk}/share/{link.pk}/revoke/"' in panel
+    assert f'hx-post="/c/{conversation.pk}/share/"' in panel and "Create another share link" in panel
     assert link.token_hash == hashlib.sha256(token.encode()).hexdigest()
     assert token not in str(ShareLink.objects.values_list().get())
 

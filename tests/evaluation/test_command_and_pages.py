@@ -200,6 +200,9 @@ def test_a_share_link_shows_the_results_read_only_until_revoked(demo_run: tuple[
     owner.force_login(run.owner)
     panel = owner.post(reverse("evaluation:share_create", args=[run.pk]), headers={"HX-Request": "true"})
     url = panel.content.decode().split('value="', 1)[1].split('"', 1)[0]
+    revoke = reverse("evaluation:share_revoke", args=[run.pk, EvalShareLink.objects.get(run=run).pk])
+    assert "can read these results (every answer and verdict), but change nothing" in panel.content.decode()
+    assert f'hx-post="{revoke}"' in panel.content.decode()
     token = url.rstrip("/").rsplit("/", 1)[1]
 
     visitor = Client()
