@@ -10,6 +10,8 @@ exfiltration channel for a model that was fed secrets. Their alt text (or URL) s
 from __future__ import annotations
 
 import functools
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +37,12 @@ if TYPE_CHECKING:
 HIGHLIGHT_MAX_CHARS = 20_000
 # Longer texts are rendered every time rather than kept in the cache.
 CACHE_MAX_CHARS = 32_000
+# What the cache keeps in all, in characters of source and HTML (a few tens of MB at most). A count of
+# entries would not do: a run's columns are rendered when each seat finishes and again in the turn's last
+# snapshot, and 50 concurrent runs of 3 seats, an analysis and a fused answer are 250 texts, past a cache of
+# 128, so every last snapshot rendered its answers again, on the event loop (a 6 kB answer with code: ~15 ms
+# each).
+CACHE_BUDGET_CHARS = 8_000_000
 # Deeply nested lists and quotes cost time and say nothing; markdown-it stops nesting past this depth.
 MAX_NESTING = 20
 
@@ -154,15 +162,52 @@ def render_markdown(text: str) -> SafeString:
     """
     if not text:
         return SafeString("")
-    html = _render_cached(text) if len(text) <= CACHE_MAX_CHARS else render_markdown_uncached(text)
+    html = _CACHE.render(text) if len(text) <= CACHE_MAX_CHARS else render_markdown_uncached(text)
     return mark_safe(html)  # noqa: S308
 
 
-# A conversation page renders every stored answer again on each load; finished answers never change, so a text
-# is rendered once per process. Bounded: 128 texts of at most CACHE_MAX_CHARS (a few MB in all).
-@functools.lru_cache(maxsize=128)
-def _render_cached(text: str) -> str:
-    return render_markdown_uncached(text)
+class _RenderCache:
+    """Rendered HTML by source text, least recently used dropped first once ``budget`` characters are held.
+
+    A conversation page renders every stored answer again on each load, and a run renders each finished
+    answer twice (its column, the turn's last snapshot); finished answers never change, so a text is rendered
+    once per process while it is in use. Used from the event loop and from the thread that runs sync views.
+    """
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.held = 0
+        self.hits = 0
+        self._entries: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def render(self, text: str) -> str:
+        with self._lock:
+            html = self._entries.get(text)
+            if html is not None:
+                self._entries.move_to_end(text)
+                self.hits += 1
+                return html
+        html = render_markdown_uncached(text)  # outside the lock: another thread may render meanwhile
+        with self._lock:
+            if text not in self._entries:
+                self._entries[text] = html
+                self.held += len(text) + len(html)
+                while self.held > self.budget and self._entries:
+                    old_text, old_html = self._entries.popitem(last=False)
+                    self.held -= len(old_text) + len(old_html)
+        return html
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.held = 0
+
+
+_CACHE = _RenderCache(CACHE_BUDGET_CHARS)
 
 
 def render_markdown_uncached(text: str) -> str:

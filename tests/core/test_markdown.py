@@ -8,7 +8,13 @@ from __future__ import annotations
 from django.template import Context, Template
 from django.utils.safestring import SafeString
 
-from apps.core.markdown import HIGHLIGHT_MAX_CHARS, _render_cached, render_markdown
+from apps.core.markdown import (
+    _CACHE,
+    CACHE_BUDGET_CHARS,
+    HIGHLIGHT_MAX_CHARS,
+    _RenderCache,
+    render_markdown,
+)
 
 
 def test_it_renders_common_formatting() -> None:
@@ -100,7 +106,38 @@ def _long_answer(n: int) -> str:
 def test_it_renders_the_same_text_again_from_its_cache() -> None:
     answer = _long_answer(-1)
     first = render_markdown(answer)
-    hits = _render_cached.cache_info().hits
+    hits = _CACHE.hits
     again = render_markdown(answer)
-    assert _render_cached.cache_info().hits == hits + 1
+    assert _CACHE.hits == hits + 1
     assert again == first
+
+
+def test_the_cache_keeps_the_answers_of_many_concurrent_runs() -> None:
+    # 100 runs of 3 seats, an analysis and a fused answer, each rendered when it finishes and again in the
+    # turn's last snapshot: none is rendered twice.
+    cache = _RenderCache(budget=CACHE_BUDGET_CHARS)
+    texts = [
+        f"Answer {n}: some **bold** text with a [link](https://example.com).\n\n" * 30 for n in range(500)
+    ]
+    for text in texts:
+        cache.render(text)
+    for text in texts:
+        cache.render(text)
+    assert cache.hits == 500 and len(cache) == 500
+
+
+def test_the_cache_drops_the_least_recently_used_texts_past_its_budget() -> None:
+    cache = _RenderCache(budget=0)
+    texts = [f"answer **{n}**" for n in range(4)]
+    html = {text: cache.render(text) for text in texts}
+    assert len(cache) == 0 and cache.held == 0  # nothing fits a budget of 0
+    cache.budget = sum(len(text) + len(html[text]) for text in texts[:3])
+    for text in texts[:3]:
+        cache.render(text)
+    cache.render(texts[0])  # used again: the most recent now
+    cache.render(texts[3])  # over budget: the least recently used (texts[1]) goes
+    assert len(cache) == 3 and cache.held <= cache.budget
+    hits = cache.hits
+    cache.render(texts[0])
+    cache.render(texts[1])
+    assert cache.hits == hits + 1  # texts[0] was kept, texts[1] was rendered again
