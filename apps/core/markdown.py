@@ -37,12 +37,13 @@ if TYPE_CHECKING:
 HIGHLIGHT_MAX_CHARS = 20_000
 # Longer texts are rendered every time rather than kept in the cache.
 CACHE_MAX_CHARS = 32_000
-# What the cache keeps in all, in characters of source and HTML (a few tens of MB at most). A count of
-# entries would not do: a run's columns are rendered when each seat finishes and again in the turn's last
-# snapshot, and 50 concurrent runs of 3 seats, an analysis and a fused answer are 250 texts, past a cache of
-# 128, so every last snapshot rendered its answers again, on the event loop (a 6 kB answer with code: ~15 ms
-# each).
-CACHE_BUDGET_CHARS = 8_000_000
+# What the cache keeps in all, in characters of source and HTML (16 MB of ASCII; highlighted code's HTML
+# runs to ~5x its source, so ~75 runs' worth of 6 kB answers with code). A count of entries would not do: a
+# run's columns are rendered when each seat finishes and again in the turn's last snapshot, and 50
+# concurrent runs of 3 seats, an analysis and a fused answer are 250 texts, past a cache of 128, so every
+# last snapshot rendered its answers again, on the event loop (a 6 kB answer with code: ~15 ms each;
+# ``python -m bench --only markdown``).
+CACHE_BUDGET_CHARS = 16_000_000
 # Deeply nested lists and quotes cost time and say nothing; markdown-it stops nesting past this depth.
 MAX_NESTING = 20
 
