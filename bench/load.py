@@ -115,6 +115,9 @@ class Result:
     # WebSocket frames carrying text deltas (one may carry several columns' deltas).
     frames: int = 0
     delays_ms: list[float] = field(default_factory=list)
+    # Tokens over the p99 target, by when they came: "start" (the run's first second), "panel" (a seat's
+    # token after that), "fused" (the writer's): where the worst delays of a run are.
+    late: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("start", "panel", "fused"), 0))
     errors: list[str] = field(default_factory=list)
     done: int = 0
     peak_rss_mb: float = 0.0
@@ -153,7 +156,17 @@ class Result:
             f"errors {len(self.errors)}; Daphne peak memory {self.peak_rss_mb:.0f} MiB, "
             f"CPU {self.cpu_s:.1f} s{self._split()} ({self.cpu_s / max(self.chunks, 1) * 1e6:.0f} us per "
             f"chunk); upstream CPU {self.upstream_cpu_s:.1f} s, clients CPU {self.client_cpu_s:.1f} s"
-            f"{self._machine()}"
+            f"{self._machine()}{self._late()}"
+        )
+
+    def _late(self) -> str:
+        late = sum(self.late.values())
+        if not late:
+            return ""
+        return (
+            f"; over {P99_TARGET_MS:.0f} ms: {late:,} tokens ({late / max(self.chunks, 1):.1%}: "
+            f"{self.late['start']:,} in a run's first second, {self.late['panel']:,} of the panel after it, "
+            f"{self.late['fused']:,} of the fused answer)"
         )
 
     def _machine(self) -> str:
@@ -346,6 +359,7 @@ async def _client(url: str, origin: str, cookie: str, panel: int, result: Result
             if start.spread_s:
                 # Arrivals spread evenly over the first ``spread_s`` seconds, in random order.
                 await asyncio.sleep(random.random() * start.spread_s)
+            sent_at = time.time()
             await ws.send(json.dumps({"type": "send", "prompt": PROMPT, "panel": panel}))
             async with asyncio.timeout(RUN_TIMEOUT_S):
                 async for raw in ws:
@@ -357,8 +371,12 @@ async def _client(url: str, origin: str, cookie: str, panel: int, result: Result
                         for delta in frame["deltas"]:
                             text = delta["text"]
                             for stamp in STAMP.findall(text):
-                                result.delays_ms.append((now - float(stamp)) * 1000)
+                                delay_ms = (now - float(stamp)) * 1000
+                                result.delays_ms.append(delay_ms)
                                 result.chunks += 1
+                                if delay_ms > P99_TARGET_MS:
+                                    phase = "fused" if delta.get("final") else "panel"
+                                    result.late["start" if now - sent_at < 1.0 else phase] += 1
                             result.tokens += len(WORD.findall(text))
                     elif kind == "error":
                         result.errors.append(f"error frame: {frame.get('message')}")
