@@ -645,7 +645,8 @@ def _per_chunk_split(env: dict[str, str], per_chunk: int, size: int, short: Resu
     """
     print(f"  [per-chunk split: {size} runs with {LONG_ANSWER_WORDS}-token answers]", flush=True)
     with _upstream(env, per_chunk, LONG_ANSWER_WORDS) as upstream:
-        long = _measure(size, env=env, upstream=upstream, chunks_per_s=len(SEATS) * TOKENS_PER_S, results={})
+        demand = len(SEATS) * TOKENS_PER_S / per_chunk
+        long = _measure(size, env=env, upstream=upstream, chunks_per_s=demand, results={})
     extra_chunks = long.chunks - short.chunks
     if extra_chunks <= 0 or long.errors or short.errors:
         print("  per-chunk split: no figure (errors, or no more chunks with longer answers)")

@@ -112,17 +112,21 @@ def _duplicate_keys_refuse(text: str) -> None:
     is not JSON is left to the validation that follows, which words that error."""
 
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        keys = [key for key, _value in items]
-        for key in keys:
-            if keys.count(key) > 1:
-                raise FrameError(f"The message gives {key!r} more than once.")
-        return dict(items)
+        found = dict(items)
+        if len(found) < len(items):  # linear: a frame may hold tens of thousands of keys
+            seen: set[str] = set()
+            for key, _value in items:
+                if key in seen:
+                    raise FrameError(f"The message gives {key!r} more than once.")
+                seen.add(key)
+        return found
 
     try:
         json.loads(text, object_pairs_hook=pairs)
-    except (ValueError, RecursionError) as exc:
-        if isinstance(exc, FrameError):
-            raise
+    except FrameError:
+        raise
+    except (ValueError, RecursionError):
+        pass
 
 
 def _explain(exc: ValidationError) -> str:

@@ -238,6 +238,9 @@ def fusion_request_for(*, turn: Turn) -> FusionRequest:
     )
 
 
+_STALE_MESSAGE = "The server process running this turn stopped."
+
+
 def _stale(cutoff: Any) -> Q:
     """A running turn whose process stopped beating before ``cutoff`` (or never beat, started before it)."""
     return Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
@@ -253,7 +256,7 @@ def turns_reap_stale(*, conversation_id: int | None = None) -> int:
         stale = stale.filter(conversation_id=conversation_id)
     ids = list(stale.values_list("pk", flat=True))
     for turn_id in ids:
-        turn_mark_interrupted(turn_id=turn_id, message="The server process running this turn stopped.")
+        turn_mark_interrupted(turn_id=turn_id, message=_STALE_MESSAGE)
     return len(ids)
 
 
@@ -266,7 +269,7 @@ def turn_running_live(*, conversation_id: int) -> bool:
     live = False
     for turn_id, is_stale in running.annotate(is_stale=stale).values_list("pk", "is_stale"):
         if is_stale:
-            turn_mark_interrupted(turn_id=turn_id, message="The server process running this turn stopped.")
+            turn_mark_interrupted(turn_id=turn_id, message=_STALE_MESSAGE)
         else:
             live = True
     return live

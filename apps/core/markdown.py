@@ -202,11 +202,6 @@ class _RenderCache:
                     self.held -= len(old_text) + len(old_html)
         return html
 
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self.held = 0
-
 
 _CACHE = _RenderCache(CACHE_BUDGET_CHARS)
 
